@@ -1,0 +1,52 @@
+# mlgrid: the verbs. `make dev` and `make test` do their own set-up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PROTOS := $(shell find protos -name '*.proto')
+HOST      ?= 127.0.0.1
+GRPC_PORT ?= 50051
+
+.PHONY: dev server test protos protos-check bench bench-scale clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.server: $(PY) pyproject.toml
+	$(PY) -m pip install -q -e '.[server]'
+	touch $@
+
+$(VENV)/.dev: $(PY) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.server
+
+# Install and start mlgrid on its embedded default (SQLite file + local folder).
+dev: $(VENV)/.server
+	$(VENV)/bin/mlgrid server --host $(HOST) --grpc-port $(GRPC_PORT)
+
+# The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end.
+test: $(VENV)/.dev protos-check
+	$(PY) -m pytest -n auto -q
+
+# Regenerate the stubs under client/mlgrid from protos/ (commit the result).
+protos: $(VENV)/.dev
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
+		--grpc_python_out=client $(PROTOS)
+
+# Fails when the committed generated code is not what `make protos` makes.
+protos-check: $(VENV)/.dev
+	@rm -rf .protos-check && mkdir -p .protos-check
+	@$(PY) -m grpc_tools.protoc -Iprotos --python_out=.protos-check --pyi_out=.protos-check \
+		--grpc_python_out=.protos-check $(PROTOS)
+	@cd .protos-check && for f in $$(find . -name '*.py' -o -name '*.pyi'); do \
+		cmp -s $$f ../client/$$f || { echo "stale generated code: client/$$f (run make protos)"; exit 1; }; done
+	@rm -rf .protos-check
+
+bench: $(VENV)/.dev
+	$(PY) bench/tracking.py
+
+bench-scale: $(VENV)/.dev
+	$(PY) bench/tracking_scale.py
+
+clean:
+	rm -rf $(VENV) .protos-check .pytest_cache mlgrid.db mlartifacts

@@ -1,0 +1,170 @@
+"""The tracking database schema (SQLAlchemy Core). Alembic migrations create it.
+
+Metric history is stored in chunks: one row per (run, key, write) holding the
+points of that write as packed little-endian arrays (see metric_codec.py), so
+that ingest costs one row per series, not per point, and history reads decode
+whole arrays. The latest value per (run, key) lives in latest_metrics, which
+search filters and orders on.
+"""
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Btree entries are capped (PostgreSQL: ~2.7 kB), and values go up to 8000
+# characters, so value indexes cover a prefix; equality filters add the
+# matching prefix condition so the planner can use them.
+VALUE_INDEX_PREFIX = 200
+
+RunId = String(32)
+Double = Float(precision=53)
+Int64 = BigInteger()
+AutoId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: ROWID alias
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("artifact_location", String(1000), nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False),
+    Column("creation_time", Int64, nullable=False),
+    Column("last_update_time", Int64, nullable=False),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("experiment_id", "key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_uuid", RunId, primary_key=True),
+    Column("name", String(250), nullable=False),
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("start_time", Int64, nullable=False),
+    Column("end_time", Int64, nullable=True),
+    Column("deleted_time", Int64, nullable=True),
+    Column("lifecycle_stage", String(20), nullable=False),
+    Column("artifact_uri", String(1000), nullable=False),
+    # Default search order (start_time DESC, run_uuid) within and across experiments.
+    Index("ix_runs_experiment_start", "experiment_id", "start_time", "run_uuid"),
+    Index("ix_runs_start", "start_time", "run_uuid"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+)
+Index("ix_params_key_value", params.c.key, func.substr(params.c.value, 1, VALUE_INDEX_PREFIX))
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+)
+Index("ix_tags_key_value", tags.c.key, func.substr(tags.c.value, 1, VALUE_INDEX_PREFIX))
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    # NaN is stored as value 0 with is_nan true (SQLite cannot store NaN).
+    Column("value", Double, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    Column("timestamp", Int64, nullable=False),
+    Column("step", Int64, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "key"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("chunk_id", AutoId, primary_key=True, autoincrement=True),
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("step_data", LargeBinary, nullable=False),
+    Column("timestamp_data", LargeBinary, nullable=False),
+    Column("value_data", LargeBinary, nullable=False),
+    Index("ix_metric_chunks_run_key", "run_uuid", "key", "chunk_id"),
+)
+
+# Idempotency keys of stored batches: a retried batch is acknowledged, not stored twice.
+ingest_batches = Table(
+    "ingest_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("created_time", Int64, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_uuid", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(36), nullable=False),
+    Column("source_type", String(36), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    UniqueConstraint("experiment_id", "name", "digest"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("dataset_uuid", String(32), ForeignKey("datasets.dataset_uuid", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("run_uuid", "dataset_uuid"),
+)
+
+run_input_tags = Table(
+    "run_input_tags",
+    metadata,
+    Column("run_uuid", RunId, nullable=False),
+    Column("dataset_uuid", String(32), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", String(500), nullable=False),
+    PrimaryKeyConstraint("run_uuid", "dataset_uuid", "key"),
+)
