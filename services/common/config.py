@@ -1,0 +1,74 @@
+"""Configuration from environment variables (12-factor).
+
+Every variable any service reads is declared here, once, with its default;
+the README's table and the Helm chart's ConfigMap follow this list.
+"""
+import os
+from dataclasses import dataclass, field
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where a service listens, and how it stops."""
+
+    host: str = "0.0.0.0"
+    grpc_port: int = 50051
+    metrics_port: int = 9090  # Prometheus /metrics; 0 disables it
+    shutdown_grace_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, default_grpc_port: int = 50051) -> "ServerConfig":
+        return cls(
+            host=env_str("MLGRID_HOST", "0.0.0.0"),
+            grpc_port=env_int("MLGRID_GRPC_PORT", default_grpc_port),
+            metrics_port=env_int("MLGRID_METRICS_PORT", 9090),
+            shutdown_grace_seconds=float(env_int("MLGRID_SHUTDOWN_GRACE_SECONDS", 30)),
+        )
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The tracking database and where artifacts may live."""
+
+    backend_store_uri: str = "sqlite:///mlgrid.db"
+    default_artifact_root: str = "mlgrid-artifacts:/"
+    # Local folders that experiments may name as artifact locations.
+    artifact_roots: list[str] = field(default_factory=lambda: ["./mlartifacts"])
+    db_pool_size: int = 10
+    # Create the schema when the database is empty (a stale one is always refused).
+    db_auto_init: bool = True
+
+    @classmethod
+    def from_env(cls) -> "StoreConfig":
+        return cls(
+            backend_store_uri=env_str("MLGRID_BACKEND_STORE_URI", "sqlite:///mlgrid.db"),
+            default_artifact_root=env_str("MLGRID_DEFAULT_ARTIFACT_ROOT", "mlgrid-artifacts:/"),
+            artifact_roots=env_list("MLGRID_ARTIFACT_ROOTS") or [env_str("MLGRID_ARTIFACTS_DESTINATION", "./mlartifacts")],
+            db_pool_size=env_int("MLGRID_DB_POOL_SIZE", 10),
+            db_auto_init=env_bool("MLGRID_DB_AUTO_INIT", True),
+        )

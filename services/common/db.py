@@ -1,0 +1,33 @@
+"""Async SQLAlchemy engines for the stores: SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def async_url(uri: str) -> str:
+    """`sqlite:///f.db` -> `sqlite+aiosqlite:///f.db`, `postgresql://...` -> `postgresql+asyncpg://...`."""
+    url = make_url(uri)
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported backend store {uri!r}: use sqlite:///path.db or postgresql://user@host/db")
+    return url.set(drivername=_ASYNC_DRIVERS[url.drivername.split("+")[0]]).render_as_string(hide_password=False)
+
+
+def create_engine(uri: str, pool_size: int = 10) -> AsyncEngine:
+    url = async_url(uri)
+    if url.startswith("sqlite"):
+        # One connection: SQLite serializes writers anyway, and a single
+        # connection avoids "database is locked" between our own sessions.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()

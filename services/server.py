@@ -1,0 +1,37 @@
+"""`mlgrid server`: every service in one process, on an embedded default
+(SQLite file + local artifact folder) — the same servicers that run as
+separate pods in the cluster."""
+import asyncio
+import sys
+from pathlib import Path
+
+from services.common.config import StoreConfig
+from services.common.errors import MlgridError
+from services.common.server import configure_logging, run_until_stopped
+from services.tracking.service import tracking_service
+
+
+def run(
+    host: str,
+    grpc_port: int,
+    http_port: int,
+    backend_store_uri: str,
+    default_artifact_root: str | None,
+    artifacts_destination: str,
+) -> None:
+    configure_logging()
+    Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
+    config = StoreConfig(
+        backend_store_uri=backend_store_uri,
+        default_artifact_root=default_artifact_root or "mlgrid-artifacts:/",
+        artifact_roots=[artifacts_destination],
+    )
+
+    async def main() -> None:
+        services = [await tracking_service(config)]
+        await run_until_stopped(services, host, grpc_port, http_port, grace_seconds=10)
+
+    try:
+        asyncio.run(main())
+    except MlgridError as e:
+        sys.exit(f"mlgrid server: {e.message}")

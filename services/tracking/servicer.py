@@ -1,0 +1,211 @@
+"""TrackingService over gRPC: a thin adapter from wire messages to the store."""
+import time
+
+from prometheus_client import Counter
+
+from mlgrid.v1 import tracking_pb2 as pb
+from mlgrid.v1 import tracking_pb2_grpc
+from services.common.errors import InvalidArgument, MlgridError, grpc_errors
+from services.tracking.store.sql import ACTIVE, DELETED, SqlTrackingStore
+
+METRIC_POINTS = Counter("mlgrid_tracking_metric_points_total", "Metric points stored")
+PARAMS_LOGGED = Counter("mlgrid_tracking_params_total", "Params logged (including repeats of the same value)")
+TAGS_SET = Counter("mlgrid_tracking_tags_total", "Run tags set")
+
+DEFAULT_HISTORY_PAGE = 100_000
+MAX_HISTORY_PAGE = 1_000_000
+MAX_BULK_RUNS = 100
+EMPTY = pb.Empty()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0 or requested > MAX_HISTORY_PAGE:
+        raise InvalidArgument(f"page_size must be between 1 and {MAX_HISTORY_PAGE}, got {requested}")
+    return requested or DEFAULT_HISTORY_PAGE
+
+
+def _series_pages(run_id: str, key: str, history, page_size: int):
+    steps, timestamps, values = history
+    if len(steps) == 0:
+        yield pb.MetricSeries(run_id=run_id, key=key)
+        return
+    for start in range(0, len(steps), page_size):
+        end = start + page_size
+        page = pb.MetricSeries(run_id=run_id, key=key)
+        page.steps.extend(steps[start:end].tolist())
+        page.timestamps.extend(timestamps[start:end].tolist())
+        page.values.extend(values[start:end].tolist())
+        yield page
+
+
+class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
+    def __init__(self, store: SqlTrackingStore):
+        self.store = store
+
+    # experiments
+    @grpc_errors
+    async def CreateExperiment(self, request, context):
+        experiment_id = await self.store.create_experiment(request.name, request.artifact_location, dict(request.tags))
+        return pb.CreateExperimentResponse(experiment_id=experiment_id)
+
+    @grpc_errors
+    async def GetExperiment(self, request, context):
+        return pb.GetExperimentResponse(experiment=await self.store.get_experiment(request.experiment_id))
+
+    @grpc_errors
+    async def GetExperimentByName(self, request, context):
+        return pb.GetExperimentResponse(experiment=await self.store.get_experiment_by_name(request.experiment_name))
+
+    @grpc_errors
+    async def SearchExperiments(self, request, context):
+        found, token = await self.store.search_experiments(
+            request.filter, request.view_type, request.order_by, request.max_results, request.page_token
+        )
+        return pb.SearchExperimentsResponse(experiments=found, next_page_token=token)
+
+    @grpc_errors
+    async def UpdateExperiment(self, request, context):
+        await self.store.rename_experiment(request.experiment_id, request.new_name)
+        return EMPTY
+
+    @grpc_errors
+    async def DeleteExperiment(self, request, context):
+        await self.store.set_experiment_lifecycle(request.experiment_id, DELETED)
+        return EMPTY
+
+    @grpc_errors
+    async def RestoreExperiment(self, request, context):
+        await self.store.set_experiment_lifecycle(request.experiment_id, ACTIVE)
+        return EMPTY
+
+    @grpc_errors
+    async def SetExperimentTag(self, request, context):
+        await self.store.set_experiment_tag(request.experiment_id, request.key, request.value)
+        return EMPTY
+
+    @grpc_errors
+    async def DeleteExperimentTag(self, request, context):
+        await self.store.delete_experiment_tag(request.experiment_id, request.key)
+        return EMPTY
+
+    # runs
+    @grpc_errors
+    async def CreateRun(self, request, context):
+        start_time = request.start_time if request.HasField("start_time") else None
+        run = await self.store.create_run(request.experiment_id, request.user_id, start_time, request.tags, request.run_name)
+        return pb.RunResponse(run=run)
+
+    @grpc_errors
+    async def GetRun(self, request, context):
+        return pb.RunResponse(run=await self.store.get_run(request.run_id))
+
+    @grpc_errors
+    async def UpdateRun(self, request, context):
+        end_time = request.end_time if request.HasField("end_time") else None
+        info = await self.store.update_run(request.run_id, request.status, end_time, request.run_name)
+        return pb.UpdateRunResponse(run_info=info)
+
+    @grpc_errors
+    async def DeleteRun(self, request, context):
+        await self.store.set_run_lifecycle(request.run_id, DELETED)
+        return EMPTY
+
+    @grpc_errors
+    async def RestoreRun(self, request, context):
+        await self.store.set_run_lifecycle(request.run_id, ACTIVE)
+        return EMPTY
+
+    @grpc_errors
+    async def SearchRuns(self, request, context):
+        found, token = await self.store.search_runs(
+            request.experiment_ids,
+            request.filter,
+            request.run_view_type,
+            request.order_by,
+            request.max_results,
+            request.page_token,
+        )
+        return pb.SearchRunsResponse(runs=found, next_page_token=token)
+
+    # params, metrics, tags
+    @grpc_errors
+    async def LogParam(self, request, context):
+        await self.store.log_param(request.run_id, request.key, request.value)
+        PARAMS_LOGGED.inc()
+        return EMPTY
+
+    @grpc_errors
+    async def LogMetric(self, request, context):
+        timestamp = request.timestamp if request.HasField("timestamp") else _now_ms()
+        await self.store.log_metric(request.run_id, request.key, request.value, timestamp, request.step)
+        METRIC_POINTS.inc()
+        return EMPTY
+
+    @grpc_errors
+    async def SetTag(self, request, context):
+        await self.store.set_tag(request.run_id, request.key, request.value)
+        TAGS_SET.inc()
+        return EMPTY
+
+    @grpc_errors
+    async def DeleteTag(self, request, context):
+        await self.store.delete_tag(request.run_id, request.key)
+        return EMPTY
+
+    @grpc_errors
+    async def LogBatch(self, request, context):
+        stored = await self.store.log_batch(
+            request.run_id, request.metrics, request.params, request.tags, request.request_id
+        )
+        if stored:
+            METRIC_POINTS.inc(len(request.metrics))
+            PARAMS_LOGGED.inc(len(request.params))
+            TAGS_SET.inc(len(request.tags))
+        return EMPTY
+
+    @grpc_errors
+    async def LogInputs(self, request, context):
+        await self.store.log_inputs(request.run_id, request.datasets)
+        return EMPTY
+
+    @grpc_errors
+    async def GetMetricHistory(self, request, context):
+        page_size = _page_size(request.page_size)
+        history = await self.store.metric_history(request.run_id, request.metric_key)
+        for page in _series_pages(request.run_id, request.metric_key, history, page_size):
+            yield page
+
+    @grpc_errors
+    async def GetMetricHistoryBulk(self, request, context):
+        page_size = _page_size(request.page_size)
+        if not request.run_ids or len(request.run_ids) > MAX_BULK_RUNS:
+            raise InvalidArgument(f"run_ids must name between 1 and {MAX_BULK_RUNS} runs, got {len(request.run_ids)}")
+        for run_id in request.run_ids:
+            history = await self.store.metric_history(run_id, request.metric_key)
+            for page in _series_pages(run_id, request.metric_key, history, page_size):
+                yield page
+
+    @grpc_errors
+    async def IngestMetrics(self, request_iterator, context):
+        summary = pb.IngestSummary()
+        async for batch in request_iterator:
+            try:
+                stored, points = await self.store.ingest(batch)
+            except MlgridError as e:
+                raise type(e)(
+                    f"batch {batch.batch_id!r} (number {summary.batches + 1} of this stream) was refused, "
+                    f"the {summary.batches} before it are stored: {e.message}"
+                ) from None
+            summary.batches += 1
+            if stored:
+                summary.metrics += points
+                summary.params += len(batch.params)
+                summary.tags += len(batch.tags)
+                METRIC_POINTS.inc(points)
+            else:
+                summary.duplicate_batches += 1
+        return summary

@@ -1,0 +1,670 @@
+"""The tracking store on SQLAlchemy 2 asyncio: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Entities cross this module as the mlgrid.v1 proto messages, which are the
+domain types of the service: the servicer passes them through untouched.
+"""
+import base64
+import json
+import math
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mlgrid.v1 import tracking_pb2 as pb
+from services.common.config import StoreConfig
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.tracking.store import metric_codec, validation
+from services.tracking.store.schema import (
+    datasets,
+    experiment_tags,
+    experiments,
+    ingest_batches,
+    latest_metrics,
+    metric_chunks,
+    params,
+    run_input_tags,
+    run_inputs,
+    runs,
+    tags,
+)
+from services.tracking.store.search import experiment_search_select, run_search_select
+
+ACTIVE, DELETED = "active", "deleted"
+DEFAULT_EXPERIMENT_ID = 0
+RUN_NAME_TAG = "mlflow.runName"
+ID_CHUNK = 1000  # ids per IN (...) when loading many runs
+_VIEW_STAGES = {pb.ACTIVE_ONLY: (ACTIVE,), pb.DELETED_ONLY: (DELETED,), pb.ALL: (ACTIVE, DELETED)}
+
+_ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
+_NOUNS = "ant bass bat bear bee carp cat colt crab crow deer dove duck eel elk fawn finch fox frog goat hare hawk hen lark lion lynx mole moth newt owl ram seal shrew slug snail swan toad wasp whale wolf wren yak".split()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
+
+
+def encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        if isinstance(offset, int) and offset >= 0:
+            return offset
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise InvalidArgument(f"invalid page_token {token!r}: pass the next_page_token of the previous response unchanged")
+
+
+def _view_stages(view_type: int) -> tuple[str, ...]:
+    return _VIEW_STAGES.get(view_type or pb.ACTIVE_ONLY, (ACTIVE,))
+
+
+class SqlTrackingStore:
+    def __init__(self, engine: AsyncEngine, config: StoreConfig):
+        self.engine = engine
+        self.config = config
+        self.dialect = engine.dialect.name
+        self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+
+    async def start(self) -> None:
+        """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current)."""
+        async with self.engine.begin() as conn:
+            now = now_ms()
+            await conn.execute(
+                self._insert(experiments)
+                .values(
+                    experiment_id=DEFAULT_EXPERIMENT_ID,
+                    name="Default",
+                    artifact_location=self._default_location(DEFAULT_EXPERIMENT_ID),
+                    lifecycle_stage=ACTIVE,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .on_conflict_do_nothing(index_elements=["experiment_id"])
+            )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _default_location(self, experiment_id: int) -> str:
+        return f"{self.config.default_artifact_root.rstrip('/')}/{experiment_id}"
+
+    # ------------------------------------------------------------ experiments
+
+    async def create_experiment(self, name: str, artifact_location: str, tag_map: dict[str, str]) -> str:
+        validation.experiment_name(name)
+        if artifact_location:
+            artifact_location = validation.artifact_location(artifact_location, self.config.artifact_roots)
+        for key, value in tag_map.items():
+            validation.tag_value(validation.key("experiment tag", key), value)
+        async with self.engine.begin() as conn:
+            existing = (await conn.execute(select(experiments.c.lifecycle_stage).where(experiments.c.name == name))).first()
+            if existing:
+                hint = " (it is deleted: restore it, or choose another name)" if existing.lifecycle_stage == DELETED else ""
+                raise AlreadyExists(f"experiment {name!r} already exists{hint}")
+            now = now_ms()
+            try:
+                result = await conn.execute(
+                    experiments.insert().values(
+                        name=name,
+                        artifact_location=artifact_location or "",
+                        lifecycle_stage=ACTIVE,
+                        creation_time=now,
+                        last_update_time=now,
+                    )
+                )
+            except IntegrityError:
+                raise AlreadyExists(f"experiment {name!r} already exists") from None
+            experiment_id = result.inserted_primary_key[0]
+            if not artifact_location:
+                await conn.execute(
+                    update(experiments)
+                    .where(experiments.c.experiment_id == experiment_id)
+                    .values(artifact_location=self._default_location(experiment_id))
+                )
+            if tag_map:
+                await conn.execute(
+                    experiment_tags.insert(),
+                    [{"experiment_id": experiment_id, "key": k, "value": v} for k, v in tag_map.items()],
+                )
+        return str(experiment_id)
+
+    async def get_experiment(self, experiment_id: str) -> pb.Experiment:
+        async with self.engine.connect() as conn:
+            row = await self._experiment_row(conn, validation.experiment_id(experiment_id))
+            return (await self._experiments_from_rows(conn, [row]))[0]
+
+    async def get_experiment_by_name(self, name: str) -> pb.Experiment:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(experiments).where(experiments.c.name == name))).first()
+            if row is None:
+                raise NotFound(f"no experiment named {name!r}")
+            return (await self._experiments_from_rows(conn, [row]))[0]
+
+    async def search_experiments(
+        self, filter_string: str, view_type: int, order_by: Sequence[str], max_results: int, page_token: str
+    ) -> tuple[list[pb.Experiment], str]:
+        limit = validation.max_results(max_results)
+        offset = decode_page_token(page_token)
+        query = experiment_search_select(filter_string, view_type, list(order_by), offset, limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            found = await self._experiments_from_rows(conn, rows[:limit])
+        return found, encode_page_token(offset + limit) if len(rows) > limit else ""
+
+    async def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        validation.experiment_name(new_name)
+        async with self.engine.begin() as conn:
+            row = await self._experiment_row(conn, validation.experiment_id(experiment_id))
+            if row.lifecycle_stage != ACTIVE:
+                raise FailedPrecondition(f"experiment {experiment_id} is deleted: restore it before renaming it")
+            try:
+                await conn.execute(
+                    update(experiments)
+                    .where(experiments.c.experiment_id == row.experiment_id)
+                    .values(name=new_name, last_update_time=now_ms())
+                )
+            except IntegrityError:
+                raise AlreadyExists(f"experiment {new_name!r} already exists; choose another name") from None
+
+    async def set_experiment_lifecycle(self, experiment_id: str, stage: str) -> None:
+        """Delete (soft) or restore an experiment, with the runs deleted along with it."""
+        exp_id = validation.experiment_id(experiment_id)
+        if exp_id == DEFAULT_EXPERIMENT_ID and stage == DELETED:
+            raise InvalidArgument("the default experiment '0' cannot be deleted")
+        async with self.engine.begin() as conn:
+            row = await self._experiment_row(conn, exp_id)
+            if row.lifecycle_stage == stage:
+                raise FailedPrecondition(f"experiment {experiment_id} is already {stage}")
+            now = now_ms()
+            await conn.execute(
+                update(experiments)
+                .where(experiments.c.experiment_id == exp_id)
+                .values(lifecycle_stage=stage, last_update_time=now)
+            )
+            if stage == DELETED:
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.experiment_id == exp_id, runs.c.lifecycle_stage == ACTIVE)
+                    .values(lifecycle_stage=DELETED, deleted_time=now)
+                )
+            else:
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.experiment_id == exp_id, runs.c.deleted_time >= row.last_update_time)
+                    .values(lifecycle_stage=ACTIVE, deleted_time=None)
+                )
+
+    async def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        validation.tag_value(validation.key("experiment tag", key), value)
+        async with self.engine.begin() as conn:
+            row = await self._experiment_row(conn, validation.experiment_id(experiment_id))
+            if row.lifecycle_stage != ACTIVE:
+                raise FailedPrecondition(f"experiment {experiment_id} is deleted: restore it before tagging it")
+            stmt = self._insert(experiment_tags).values(experiment_id=row.experiment_id, key=key, value=value)
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value})
+            )
+
+    async def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        async with self.engine.begin() as conn:
+            row = await self._experiment_row(conn, validation.experiment_id(experiment_id))
+            result = await conn.execute(
+                delete(experiment_tags).where(experiment_tags.c.experiment_id == row.experiment_id, experiment_tags.c.key == key)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"experiment {experiment_id} has no tag {key!r}")
+
+    async def _experiment_row(self, conn: AsyncConnection, experiment_id: int):
+        row = (await conn.execute(select(experiments).where(experiments.c.experiment_id == experiment_id))).first()
+        if row is None:
+            raise NotFound(f"experiment {experiment_id} does not exist")
+        return row
+
+    async def _experiments_from_rows(self, conn: AsyncConnection, rows) -> list[pb.Experiment]:
+        found = [
+            pb.Experiment(
+                experiment_id=str(r.experiment_id),
+                name=r.name,
+                artifact_location=r.artifact_location,
+                lifecycle_stage=r.lifecycle_stage,
+                creation_time=r.creation_time,
+                last_update_time=r.last_update_time,
+            )
+            for r in rows
+        ]
+        if found:
+            by_id = {e.experiment_id: e for e in found}
+            tag_rows = await conn.execute(
+                select(experiment_tags).where(experiment_tags.c.experiment_id.in_([r.experiment_id for r in rows]))
+            )
+            for t in tag_rows:
+                by_id[str(t.experiment_id)].tags[t.key] = t.value
+        return found
+
+    # ------------------------------------------------------------ runs
+
+    async def create_run(
+        self, experiment_id: str, user_id: str, start_time: int | None, run_tags: Iterable[pb.RunTag], run_name: str
+    ) -> pb.Run:
+        exp_id = validation.experiment_id(experiment_id or "0")
+        tag_map = {}
+        for tag in run_tags:
+            tag_map[validation.key("tag", tag.key)] = validation.tag_value(tag.key, tag.value)
+        run_name = validation.run_name(run_name or tag_map.get(RUN_NAME_TAG) or generate_run_name())
+        tag_map[RUN_NAME_TAG] = run_name
+        run_uuid = uuid.uuid4().hex
+        async with self.engine.begin() as conn:
+            exp = await self._experiment_row(conn, exp_id)
+            if exp.lifecycle_stage != ACTIVE:
+                raise FailedPrecondition(f"experiment {exp_id} is deleted: restore it, or create the run in another experiment")
+            await conn.execute(
+                runs.insert().values(
+                    run_uuid=run_uuid,
+                    name=run_name,
+                    experiment_id=exp_id,
+                    user_id=user_id,
+                    status="RUNNING",
+                    start_time=now_ms() if start_time is None else start_time,
+                    lifecycle_stage=ACTIVE,
+                    artifact_uri=f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts",
+                )
+            )
+            await conn.execute(tags.insert(), [{"run_uuid": run_uuid, "key": k, "value": v} for k, v in tag_map.items()])
+            return (await self._load_runs(conn, [await self._run_row(conn, run_uuid)]))[0]
+
+    async def get_run(self, run_id: str) -> pb.Run:
+        async with self.engine.connect() as conn:
+            return (await self._load_runs(conn, [await self._run_row(conn, validation.run_id(run_id))]))[0]
+
+    async def update_run(self, run_id: str, status: int, end_time: int | None, run_name: str) -> pb.RunInfo:
+        values = {}
+        if status:
+            if status not in pb.RunStatus.values():
+                raise InvalidArgument(f"unknown run status {status}: use RUNNING, SCHEDULED, FINISHED, FAILED or KILLED")
+            values["status"] = pb.RunStatus.Name(status)
+        if end_time is not None:
+            values["end_time"] = end_time
+        if run_name:
+            values["name"] = validation.run_name(run_name)
+        async with self.engine.begin() as conn:
+            await self._active_run(conn, run_id)
+            if values:
+                await conn.execute(update(runs).where(runs.c.run_uuid == run_id).values(**values))
+            if run_name:
+                await self._upsert_tags(conn, run_id, {RUN_NAME_TAG: run_name})
+            return self._run_info(await self._run_row(conn, run_id))
+
+    async def set_run_lifecycle(self, run_id: str, stage: str) -> None:
+        async with self.engine.begin() as conn:
+            row = await self._run_row(conn, validation.run_id(run_id))
+            if stage == ACTIVE:
+                exp = await self._experiment_row(conn, row.experiment_id)
+                if exp.lifecycle_stage != ACTIVE:
+                    raise FailedPrecondition(f"run {run_id} belongs to deleted experiment {exp.experiment_id}: restore that first")
+            await conn.execute(
+                update(runs)
+                .where(runs.c.run_uuid == run_id)
+                .values(lifecycle_stage=stage, deleted_time=now_ms() if stage == DELETED else None)
+            )
+
+    async def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        order_by: Sequence[str],
+        max_results: int,
+        page_token: str,
+    ) -> tuple[list[pb.Run], str]:
+        exp_ids = [validation.experiment_id(e) for e in experiment_ids] or None
+        limit = validation.max_results(max_results)
+        offset = decode_page_token(page_token)
+        query = run_search_select(exp_ids, filter_string, view_type, list(order_by), offset, limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            found = await self._load_runs(conn, rows[:limit])
+        return found, encode_page_token(offset + limit) if len(rows) > limit else ""
+
+    async def _run_row(self, conn: AsyncConnection, run_id: str):
+        row = (await conn.execute(select(runs).where(runs.c.run_uuid == run_id))).first()
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return row
+
+    async def _active_run(self, conn: AsyncConnection, run_id: str) -> None:
+        """Writes need a run that exists and is not deleted (finished runs still take data, as in MLflow)."""
+        stage = (
+            await conn.execute(select(runs.c.lifecycle_stage).where(runs.c.run_uuid == validation.run_id(run_id)))
+        ).scalar()
+        if stage is None:
+            raise NotFound(f"run {run_id} does not exist")
+        if stage != ACTIVE:
+            raise FailedPrecondition(f"run {run_id} is deleted: restore it (RestoreRun) before logging to it")
+
+    @staticmethod
+    def _run_info(row) -> pb.RunInfo:
+        info = pb.RunInfo(
+            run_id=row.run_uuid,
+            run_name=row.name,
+            experiment_id=str(row.experiment_id),
+            user_id=row.user_id,
+            status=pb.RunStatus.Value(row.status),
+            start_time=row.start_time,
+            artifact_uri=row.artifact_uri,
+            lifecycle_stage=row.lifecycle_stage,
+        )
+        if row.end_time is not None:
+            info.end_time = row.end_time
+        return info
+
+    async def _load_runs(self, conn: AsyncConnection, rows) -> list[pb.Run]:
+        """Runs with their params, latest metrics, tags and inputs, in the order of `rows`."""
+        found = [pb.Run(info=self._run_info(r)) for r in rows]
+        by_id = {run.info.run_id: run for run in found}
+        ids = list(by_id)
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start : start + ID_CHUNK]
+            grouped = defaultdict(dict)
+            for run_uuid, key, value in await conn.execute(
+                select(params.c.run_uuid, params.c.key, params.c.value).where(params.c.run_uuid.in_(chunk))
+            ):
+                grouped[run_uuid][key] = value
+            for run_uuid, values in grouped.items():
+                by_id[run_uuid].data.params.update(values)
+            grouped = defaultdict(dict)
+            for run_uuid, key, value in await conn.execute(
+                select(tags.c.run_uuid, tags.c.key, tags.c.value).where(tags.c.run_uuid.in_(chunk))
+            ):
+                grouped[run_uuid][key] = value
+            for run_uuid, values in grouped.items():
+                by_id[run_uuid].data.tags.update(values)
+            lm = latest_metrics.c
+            for run_uuid, key, value, is_nan, timestamp, step in await conn.execute(
+                select(lm.run_uuid, lm.key, lm.value, lm.is_nan, lm.timestamp, lm.step).where(lm.run_uuid.in_(chunk))
+            ):
+                by_id[run_uuid].data.metrics.add(
+                    key=key, value=math.nan if is_nan else value, timestamp=timestamp, step=step
+                )
+            await self._load_inputs(conn, chunk, by_id)
+        return found
+
+    async def _load_inputs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
+        rows = (
+            await conn.execute(
+                select(run_inputs.c.run_uuid, datasets)
+                .join(datasets, datasets.c.dataset_uuid == run_inputs.c.dataset_uuid)
+                .where(run_inputs.c.run_uuid.in_(run_ids))
+                .order_by(run_inputs.c.run_uuid, datasets.c.name, datasets.c.digest)
+            )
+        ).all()
+        if not rows:
+            return
+        input_tags = defaultdict(list)
+        for t in await conn.execute(select(run_input_tags).where(run_input_tags.c.run_uuid.in_(run_ids))):
+            input_tags[(t.run_uuid, t.dataset_uuid)].append(pb.InputTag(key=t.key, value=t.value))
+        for r in rows:
+            by_id[r.run_uuid].inputs.dataset_inputs.add(
+                tags=input_tags[(r.run_uuid, r.dataset_uuid)],
+                dataset=pb.Dataset(
+                    name=r.name,
+                    digest=r.digest,
+                    source_type=r.source_type,
+                    source=r.source,
+                    schema=r.schema or "",
+                    profile=r.profile or "",
+                ),
+            )
+
+    # ------------------------------------------------------------ params, tags, metrics
+
+    async def log_param(self, run_id: str, key: str, value: str) -> None:
+        await self.log_batch(run_id, (), [pb.Param(key=key, value=value)], (), "")
+
+    async def set_tag(self, run_id: str, key: str, value: str) -> None:
+        await self.log_batch(run_id, (), (), [pb.RunTag(key=key, value=value)], "")
+
+    async def delete_tag(self, run_id: str, key: str) -> None:
+        async with self.engine.begin() as conn:
+            await self._active_run(conn, run_id)
+            result = await conn.execute(delete(tags).where(tags.c.run_uuid == run_id, tags.c.key == key))
+            if result.rowcount == 0:
+                raise NotFound(f"run {run_id} has no tag {key!r}")
+
+    async def log_metric(self, run_id: str, key: str, value: float, timestamp: int, step: int) -> None:
+        validation.key("metric", key)
+        async with self.engine.begin() as conn:
+            await self._active_run(conn, run_id)
+            await self._write_series(conn, run_id, [(key, [step], [timestamp], [value])])
+
+    async def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[pb.Metric],
+        param_list: Sequence[pb.Param],
+        tag_list: Sequence[pb.RunTag],
+        request_id: str,
+    ) -> bool:
+        """Store the batch atomically; False when request_id says it was stored already."""
+        validation.batch_sizes(len(metrics), len(param_list), len(tag_list))
+        series = defaultdict(lambda: ([], [], []))
+        for m in metrics:
+            steps, timestamps, values = series[m.key]
+            steps.append(m.step)
+            timestamps.append(m.timestamp)
+            values.append(m.value)
+        return await self._store_batch(
+            run_id, request_id, [(k, *cols) for k, cols in series.items()], param_list, tag_list
+        )
+
+    async def ingest(self, batch: pb.IngestBatch) -> tuple[bool, int]:
+        """Store one IngestBatch atomically, at most once per batch_id; returns (stored now, points)."""
+        if not batch.batch_id:
+            raise InvalidArgument("every IngestBatch needs a batch_id (a client-chosen unique id, e.g. a UUID)")
+        series, points = [], 0
+        for s in batch.metrics:
+            n = len(s.values)
+            if len(s.steps) != n or len(s.timestamps) != n:
+                raise InvalidArgument(
+                    f"metric {s.key!r}: steps, timestamps and values must have the same length "
+                    f"(got {len(s.steps)}, {len(s.timestamps)}, {n})"
+                )
+            if n:
+                series.append((s.key, s.steps, s.timestamps, s.values))
+                points += n
+        if points > validation.MAX_INGEST_POINTS_PER_BATCH:
+            raise InvalidArgument(
+                f"an IngestBatch may hold at most {validation.MAX_INGEST_POINTS_PER_BATCH} points; "
+                f"this one has {points}. Split it into several batches"
+            )
+        if len(batch.params) > validation.MAX_PARAMS_PER_BATCH or len(batch.tags) > validation.MAX_TAGS_PER_BATCH:
+            validation.batch_sizes(0, len(batch.params), len(batch.tags))
+        stored = await self._store_batch(batch.run_id, batch.batch_id, series, batch.params, batch.tags)
+        return stored, points if stored else 0
+
+    async def _store_batch(self, run_id, request_id, series, param_list, tag_list) -> bool:
+        for key, *_ in series:
+            validation.key("metric", key)
+        new_params = {}
+        for p in param_list:
+            validation.param_value(validation.key("param", p.key), p.value)
+            if new_params.setdefault(p.key, p.value) != p.value:
+                raise InvalidArgument(f"param {p.key!r} appears twice in the batch with different values")
+        tag_map = {t.key: validation.tag_value(validation.key("tag", t.key), t.value) for t in tag_list}
+        async with self.engine.begin() as conn:
+            await self._active_run(conn, run_id)
+            if request_id:
+                inserted = await conn.execute(
+                    self._insert(ingest_batches)
+                    .values(batch_id=request_id, run_uuid=run_id, created_time=now_ms())
+                    .on_conflict_do_nothing(index_elements=["batch_id"])
+                )
+                if inserted.rowcount == 0:
+                    return False
+            if new_params:
+                await self._insert_params(conn, run_id, new_params)
+            if tag_map:
+                await self._upsert_tags(conn, run_id, tag_map)
+            if series:
+                await self._write_series(conn, run_id, series)
+        return True
+
+    async def _insert_params(self, conn: AsyncConnection, run_id: str, new_params: dict[str, str]) -> None:
+        """Params are immutable: the same value again is accepted, another value is refused."""
+        existing = dict(
+            (
+                await conn.execute(
+                    select(params.c.key, params.c.value).where(params.c.run_uuid == run_id, params.c.key.in_(list(new_params)))
+                )
+            ).all()
+        )
+        for key, value in new_params.items():
+            if key in existing and existing[key] != value:
+                raise InvalidArgument(
+                    f"param {key!r} of run {run_id} is already {existing[key]!r} and cannot be changed to {value!r}: "
+                    "params are immutable; log the new value under another key or start a new run"
+                )
+        rows = [{"run_uuid": run_id, "key": k, "value": v} for k, v in new_params.items() if k not in existing]
+        if rows:
+            try:
+                await conn.execute(self._insert(params).on_conflict_do_nothing(index_elements=["run_uuid", "key"]), rows)
+            except IntegrityError:
+                raise InvalidArgument(f"params of run {run_id} changed concurrently; retry the call") from None
+
+    async def _upsert_tags(self, conn: AsyncConnection, run_id: str, tag_map: dict[str, str]) -> None:
+        stmt = self._insert(tags)
+        await conn.execute(
+            stmt.on_conflict_do_update(index_elements=["run_uuid", "key"], set_={"value": stmt.excluded.value}),
+            [{"run_uuid": run_id, "key": k, "value": v} for k, v in tag_map.items()],
+        )
+        if RUN_NAME_TAG in tag_map:
+            await conn.execute(update(runs).where(runs.c.run_uuid == run_id).values(name=tag_map[RUN_NAME_TAG]))
+
+    async def _write_series(self, conn: AsyncConnection, run_id: str, series) -> None:
+        """Append (key, steps, timestamps, values) columns as chunks and advance latest_metrics."""
+        chunk_rows, latest_rows = [], []
+        for key, steps, timestamps, values in series:
+            step_data, timestamp_data, value_data = metric_codec.pack(steps, timestamps, values)
+            chunk_rows.append(
+                {
+                    "run_uuid": run_id,
+                    "key": key,
+                    "n": len(values),
+                    "step_data": step_data,
+                    "timestamp_data": timestamp_data,
+                    "value_data": value_data,
+                }
+            )
+            if len(values) == 1:
+                step, timestamp, value = steps[0], timestamps[0], values[0]
+            else:
+                i = metric_codec.latest_index(np.frombuffer(step_data, "<i8"), np.frombuffer(timestamp_data, "<i8"))
+                step, timestamp, value = steps[i], timestamps[i], values[i]
+            is_nan = math.isnan(value)
+            latest_rows.append(
+                {
+                    "run_uuid": run_id,
+                    "key": key,
+                    "value": 0.0 if is_nan else value,
+                    "is_nan": is_nan,
+                    "timestamp": timestamp,
+                    "step": step,
+                }
+            )
+        await conn.execute(metric_chunks.insert(), chunk_rows)
+        stmt = self._insert(latest_metrics)
+        newer = (stmt.excluded.step > latest_metrics.c.step) | (
+            (stmt.excluded.step == latest_metrics.c.step) & (stmt.excluded.timestamp >= latest_metrics.c.timestamp)
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_uuid", "key"],
+                set_={c: stmt.excluded[c] for c in ("value", "is_nan", "timestamp", "step")},
+                where=newer,
+            ),
+            latest_rows,
+        )
+
+    async def metric_history(self, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All points of one metric, as (steps, timestamps, values) arrays ordered by step then timestamp."""
+        async with self.engine.connect() as conn:
+            await self._run_row(conn, validation.run_id(run_id))
+            return metric_codec.unpack(await self._chunks(conn, run_id, key))
+
+    async def _chunks(self, conn: AsyncConnection, run_id: str, key: str):
+        mc = metric_chunks.c
+        return (
+            await conn.execute(
+                select(mc.step_data, mc.timestamp_data, mc.value_data)
+                .where(mc.run_uuid == run_id, mc.key == key)
+                .order_by(mc.chunk_id)
+            )
+        ).all()
+
+    # ------------------------------------------------------------ inputs
+
+    async def log_inputs(self, run_id: str, inputs: Sequence[pb.DatasetInput]) -> None:
+        for item in inputs:
+            d = item.dataset
+            if not d.name or not d.digest:
+                raise InvalidArgument("every dataset input needs a dataset name and digest")
+            if len(d.name) > 500 or len(d.digest) > 36 or len(d.source_type) > 36:
+                raise InvalidArgument(
+                    f"dataset {d.name[:40]!r}: name is limited to 500 characters, digest and source_type to 36"
+                )
+            for t in item.tags:
+                if not t.key or len(t.key) > 255 or len(t.value) > 500:
+                    raise InvalidArgument("input tag keys need 1 to 255 characters and values at most 500")
+        async with self.engine.begin() as conn:
+            await self._active_run(conn, run_id)
+            exp_id = (await conn.execute(select(runs.c.experiment_id).where(runs.c.run_uuid == run_id))).scalar()
+            for item in inputs:
+                d = item.dataset
+                stmt = self._insert(datasets).values(
+                    dataset_uuid=uuid.uuid4().hex,
+                    experiment_id=exp_id,
+                    name=d.name,
+                    digest=d.digest,
+                    source_type=d.source_type,
+                    source=d.source,
+                    schema=d.schema or None,
+                    profile=d.profile or None,
+                )
+                await conn.execute(stmt.on_conflict_do_nothing(index_elements=["experiment_id", "name", "digest"]))
+                dataset_uuid = (
+                    await conn.execute(
+                        select(datasets.c.dataset_uuid).where(
+                            and_(datasets.c.experiment_id == exp_id, datasets.c.name == d.name, datasets.c.digest == d.digest)
+                        )
+                    )
+                ).scalar()
+                await conn.execute(
+                    self._insert(run_inputs)
+                    .values(run_uuid=run_id, dataset_uuid=dataset_uuid)
+                    .on_conflict_do_nothing(index_elements=["run_uuid", "dataset_uuid"])
+                )
+                if item.tags:
+                    stmt = self._insert(run_input_tags)
+                    await conn.execute(
+                        stmt.on_conflict_do_update(
+                            index_elements=["run_uuid", "dataset_uuid", "key"], set_={"value": stmt.excluded.value}
+                        ),
+                        [{"run_uuid": run_id, "dataset_uuid": dataset_uuid, "key": t.key, "value": t.value} for t in item.tags],
+                    )

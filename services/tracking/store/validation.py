@@ -1,0 +1,129 @@
+"""Input checks with MLflow's limits; each failure is an InvalidArgument that says what to fix."""
+import os
+import posixpath
+import re
+from urllib.parse import urlparse
+
+from services.common.errors import InvalidArgument
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 256
+MAX_RUN_NAME_LENGTH = 250
+MAX_RESULTS_LIMIT = 50_000
+MAX_INGEST_POINTS_PER_BATCH = 1_000_000
+
+# Letters (any script), digits, and _ - . space / : as MLflow allows.
+_KEY_PATTERN = re.compile(r"^[\w\-. /:]+$")
+_RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+_EXPERIMENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
+# Artifact stores addressed by URI, where no local path is involved.
+REMOTE_ARTIFACT_SCHEMES = frozenset({"s3", "gs", "wasbs", "abfss", "hdfs", "mlgrid-artifacts", "mlflow-artifacts"})
+
+
+def key(kind: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{kind} key must not be empty")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidArgument(f"{kind} key '{value[:40]}...' is {len(value)} characters; the limit is {MAX_KEY_LENGTH}")
+    if not _KEY_PATTERN.match(value):
+        raise InvalidArgument(
+            f"invalid {kind} key {value!r}: keys may contain letters, digits, underscores (_), dashes (-), "
+            "periods (.), spaces ( ), colons (:) and slashes (/)"
+        )
+    if value.startswith("/") or "//" in value or ".." in value.split("/"):
+        raise InvalidArgument(f"invalid {kind} key {value!r}: it must be a relative path without '..' or empty segments")
+    return value
+
+
+def param_value(param_key: str, value: str) -> str:
+    if len(value) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidArgument(
+            f"param {param_key!r} has a value of {len(value)} characters; the limit is {MAX_PARAM_VALUE_LENGTH}"
+        )
+    return value
+
+
+def tag_value(tag_key: str, value: str) -> str:
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidArgument(f"tag {tag_key!r} has a value of {len(value)} characters; the limit is {MAX_TAG_VALUE_LENGTH}")
+    return value
+
+
+def run_id(value: str) -> str:
+    if not _RUN_ID_PATTERN.match(value or ""):
+        raise InvalidArgument(f"invalid run id {value!r}: a run id is 32 lowercase hexadecimal characters")
+    return value
+
+
+def experiment_id(value: str) -> int:
+    if not _EXPERIMENT_ID_PATTERN.match(value or ""):
+        raise InvalidArgument(f"invalid experiment id {value!r}: experiment ids are non-negative integers, e.g. '0'")
+    return int(value)
+
+
+def experiment_name(value: str) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument("experiment name must not be empty")
+    if len(value) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidArgument(f"experiment name is {len(value)} characters; the limit is {MAX_EXPERIMENT_NAME_LENGTH}")
+    return value
+
+
+def run_name(value: str) -> str:
+    if len(value) > MAX_RUN_NAME_LENGTH:
+        raise InvalidArgument(f"run name is {len(value)} characters; the limit is {MAX_RUN_NAME_LENGTH}")
+    return value
+
+
+def max_results(value: int, default: int = 1000) -> int:
+    if value == 0:
+        return default
+    if value < 0 or value > MAX_RESULTS_LIMIT:
+        raise InvalidArgument(f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {value}")
+    return value
+
+
+def batch_sizes(n_metrics: int, n_params: int, n_tags: int) -> None:
+    for what, count, limit in (
+        ("metrics", n_metrics, MAX_METRICS_PER_BATCH),
+        ("params", n_params, MAX_PARAMS_PER_BATCH),
+        ("tags", n_tags, MAX_TAGS_PER_BATCH),
+    ):
+        if count > limit:
+            raise InvalidArgument(f"a batch may hold at most {limit} {what}; this one has {count}. Split it into several calls")
+
+
+def artifact_location(location: str, local_roots: list[str]) -> str:
+    """Accept a store URI (s3://, mlgrid-artifacts:/, ...) or a local path under one of the roots.
+
+    Rejects `..`, fragments, query strings and local paths outside the roots: such
+    locations have been a path-traversal route in MLflow.
+    """
+    if "\x00" in location or "\\" in location:
+        raise InvalidArgument(f"invalid artifact location {location!r}: NUL bytes and backslashes are not allowed")
+    parsed = urlparse(location)
+    if parsed.fragment or "#" in location or parsed.query or "?" in location:
+        raise InvalidArgument(f"invalid artifact location {location!r}: fragments (#) and query strings (?) are not allowed")
+    if ".." in parsed.path.split("/"):
+        raise InvalidArgument(f"invalid artifact location {location!r}: '..' segments are not allowed")
+    if parsed.scheme in REMOTE_ARTIFACT_SCHEMES:
+        return location
+    if parsed.scheme not in ("", "file") or (parsed.scheme == "file" and parsed.netloc not in ("", "localhost")):
+        raise InvalidArgument(
+            f"invalid artifact location {location!r}: use one of the schemes "
+            f"{', '.join(sorted(REMOTE_ARTIFACT_SCHEMES))}, or a local path under {', '.join(local_roots)}"
+        )
+    path = os.path.realpath(parsed.path if parsed.scheme == "file" else location)
+    for root in local_roots:
+        root_path = os.path.realpath(root)
+        if path == root_path or path.startswith(root_path.rstrip("/") + "/"):
+            return "file://" + posixpath.normpath(path)
+    raise InvalidArgument(
+        f"artifact location {location!r} is outside the configured artifact roots ({', '.join(local_roots)}); "
+        "choose a folder under one of them, or set MLGRID_ARTIFACT_ROOTS"
+    )

@@ -1,0 +1,166 @@
+"""Shared fixtures: one fresh PostgreSQL database per test session (per xdist
+worker), one migrated SQLite template, stores on both, and a real `mlgrid server`."""
+import asyncio
+import concurrent.futures
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.common.config import StoreConfig
+from services.tracking.migrations import upgrade
+from services.tracking.service import open_store
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def in_thread(fn, *args):
+    """Run blocking set-up (which may call asyncio.run) outside any running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_answers(url: str) -> bool:
+    async def probe():
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"), timeout=3)
+        await conn.close()
+
+    try:
+        in_thread(asyncio.run, probe())
+        return True
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+
+
+def _start_throwaway_postgres(tmp: str) -> tuple[str, object]:
+    """Start a private PostgreSQL server from the installed binaries (pytest-postgresql)."""
+    from pytest_postgresql.executors import PostgreSQLExecutor
+
+    pg_ctl = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
+    if pg_ctl is None:
+        pytest.exit(
+            f"PostgreSQL does not answer at {DEFAULT_PG_URL} and no PostgreSQL server binaries are installed. "
+            "Start PostgreSQL there, set TEST_DATABASE_URL to a server you can use, "
+            "or install the binaries (apt-get install postgresql) so the tests can start their own.",
+            returncode=3,
+        )
+    port = free_port()
+    executor = PostgreSQLExecutor(
+        executable=pg_ctl, host="127.0.0.1", port=port, datadir=os.path.join(tmp, "data"),
+        unixsocketdir=tmp, logfile=os.path.join(tmp, "pg.log"), startparams="-w", dbname="postgres",
+    )
+    executor.start()
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", executor
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory):
+    """A fresh database for this session, dropped at its end."""
+    admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)
+    executor = None
+    if not _pg_answers(admin_url):
+        if "TEST_DATABASE_URL" in os.environ:
+            pytest.exit(f"TEST_DATABASE_URL={admin_url} does not answer", returncode=3)
+        admin_url, executor = _start_throwaway_postgres(str(tmp_path_factory.mktemp("pg")))
+    name = f"mlgrid_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str):
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    in_thread(asyncio.run, admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    in_thread(upgrade, url)
+    yield url
+    in_thread(asyncio.run, admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    if executor is not None:
+        executor.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("sqlite") / "template.db")
+    in_thread(upgrade, f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifact_root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("artifacts"))
+
+
+def store_config(uri: str, artifact_root: str) -> StoreConfig:
+    return StoreConfig(backend_store_uri=uri, artifact_roots=[artifact_root], db_auto_init=False)
+
+
+@pytest.fixture(scope="session")
+async def pg_store(pg_url, artifact_root):
+    store = await open_store(store_config(pg_url, artifact_root))
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request, tmp_path, sqlite_template, artifact_root, pg_store):
+    """The tracking store on each backend: a fresh SQLite file, or the session's PostgreSQL database."""
+    if request.param == "postgres":
+        yield pg_store
+        return
+    path = tmp_path / "mlgrid.db"
+    shutil.copy(sqlite_template, path)
+    store = await open_store(store_config(f"sqlite:///{path}", artifact_root))
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A real `mlgrid server` process on free ports, SQLite + local folder; yields its gRPC URI."""
+    workdir = tmp_path_factory.mktemp("server")
+    grpc_port, http_port = free_port(), free_port()
+    log = open(workdir / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1",
+         "--grpc-port", str(grpc_port), "--port", str(http_port),
+         "--backend-store-uri", f"sqlite:///{workdir}/mlgrid.db", "--artifacts-destination", str(workdir / "mlartifacts")],
+        cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+    )
+    wait_for_port(grpc_port, proc, workdir / "server.log")
+    yield {"uri": f"grpc://127.0.0.1:{grpc_port}", "http_port": http_port, "proc": proc, "workdir": workdir}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log_path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{open(log_path).read()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s:\n{open(log_path).read()}")
+
+
+def unique(prefix: str = "exp") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
