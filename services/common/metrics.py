@@ -20,54 +20,74 @@ def _split(full_method: str) -> tuple[str, str]:
     return service, method
 
 
+class _MethodStats:
+    """The metric children of one method, resolved once rather than per call."""
+
+    def __init__(self, full_method: str):
+        self.service, self.method = _split(full_method)
+        self.latency = GRPC_LATENCY.labels(self.service, self.method)
+        self._counters: dict[grpc.StatusCode, object] = {}
+
+    def record(self, context, started: float, failed: bool) -> None:
+        code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+        counter = self._counters.get(code)
+        if counter is None:
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            counter = self._counters[code] = GRPC_REQUESTS.labels(self.service, self.method, name)
+        counter.inc()
+        self.latency.observe(time.perf_counter() - started)
+
+
+def _wrap_unary_response(behavior, stats: _MethodStats):
+    async def wrapped(request_or_iterator, context):
+        started = time.perf_counter()
+        try:
+            response = await behavior(request_or_iterator, context)
+        except BaseException:
+            stats.record(context, started, True)
+            raise
+        stats.record(context, started, False)
+        return response
+
+    return wrapped
+
+
+def _wrap_stream_response(behavior, stats: _MethodStats):
+    async def wrapped(request_or_iterator, context):
+        started = time.perf_counter()
+        try:
+            async for item in behavior(request_or_iterator, context):
+                yield item
+        except BaseException:
+            stats.record(context, started, True)
+            raise
+        stats.record(context, started, False)
+
+    return wrapped
+
+
 class PrometheusInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every call, whatever its kind of streaming."""
 
+    def __init__(self):
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        service, method = _split(handler_call_details.method)
-        counter = {code: GRPC_REQUESTS.labels(service, method, code.name) for code in grpc.StatusCode}
-        latency = GRPC_LATENCY.labels(service, method)
-
-        def record(context, started, failed):
-            code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
-            if isinstance(code, int):
-                code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-            counter[code].inc()
-            latency.observe(time.perf_counter() - started)
-
-        def wrap_unary_response(behavior):
-            async def wrapped(request_or_iterator, context):
-                started = time.perf_counter()
-                try:
-                    response = await behavior(request_or_iterator, context)
-                except BaseException:
-                    record(context, started, True)
-                    raise
-                record(context, started, False)
-                return response
-
-            return wrapped
-
-        def wrap_stream_response(behavior):
-            async def wrapped(request_or_iterator, context):
-                started = time.perf_counter()
-                try:
-                    async for item in behavior(request_or_iterator, context):
-                        yield item
-                except BaseException:
-                    record(context, started, True)
-                    raise
-                record(context, started, False)
-
-            return wrapped
-
+        stats = _MethodStats(method)
         if handler.unary_unary:
-            return handler._replace(unary_unary=wrap_unary_response(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=wrap_unary_response(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=wrap_stream_response(handler.unary_stream))
-        return handler._replace(stream_stream=wrap_stream_response(handler.stream_stream))
+            wrapped = handler._replace(unary_unary=_wrap_unary_response(handler.unary_unary, stats))
+        elif handler.stream_unary:
+            wrapped = handler._replace(stream_unary=_wrap_unary_response(handler.stream_unary, stats))
+        elif handler.unary_stream:
+            wrapped = handler._replace(unary_stream=_wrap_stream_response(handler.unary_stream, stats))
+        else:
+            wrapped = handler._replace(stream_stream=_wrap_stream_response(handler.stream_stream, stats))
+        self._wrapped[method] = wrapped
+        return wrapped

@@ -36,6 +36,7 @@ from services.tracking.store.schema import (
     runs,
     tags,
 )
+from services.tracking.store.pg_hot_path import PgHotPath
 from services.tracking.store.search import experiment_search_select, run_search_select
 
 ACTIVE, DELETED = "active", "deleted"
@@ -82,9 +83,15 @@ class SqlTrackingStore:
         self.config = config
         self.dialect = engine.dialect.name
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        self._pg: PgHotPath | None = None
 
     async def start(self) -> None:
         """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current)."""
+        if self.dialect == "postgresql":
+            self._pg = await PgHotPath.connect(self.config.backend_store_uri, self.config.db_pool_size)
+        await self._ensure_default_experiment()
+
+    async def _ensure_default_experiment(self) -> None:
         async with self.engine.begin() as conn:
             now = now_ms()
             await conn.execute(
@@ -101,6 +108,8 @@ class SqlTrackingStore:
             )
 
     async def close(self) -> None:
+        if self._pg:
+            await self._pg.close()
         await self.engine.dispose()
 
     def _default_location(self, experiment_id: int) -> str:
@@ -450,8 +459,10 @@ class SqlTrackingStore:
 
     async def log_metric(self, run_id: str, key: str, value: float, timestamp: int, step: int) -> None:
         validation.key("metric", key)
+        if self._pg and await self._pg.log_metric(validation.run_id(run_id), key, value, timestamp, step):
+            return
         async with self.engine.begin() as conn:
-            await self._active_run(conn, run_id)
+            await self._active_run(conn, run_id)  # raises NotFound / FailedPrecondition
             await self._write_series(conn, run_id, [(key, [step], [timestamp], [value])])
 
     async def log_batch(

@@ -1,0 +1,137 @@
+"""What the benchmarks share: a fresh PostgreSQL database, a tracking server
+process on it, and bulk seeding with COPY."""
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from services.tracking.migrations import upgrade  # noqa: E402
+
+
+def _plain(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str):
+    """A new database on the server of `admin_url`, migrated; dropped afterwards."""
+    name = f"mlgrid_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str):
+        conn = await asyncpg.connect(_plain(admin_url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def start_tracking(db_url: str):
+    """`python -m services.tracking` on free ports; yields its grpc:// URI."""
+    port = _free_port()
+    env = dict(
+        os.environ,
+        MLGRID_BACKEND_STORE_URI=db_url,
+        MLGRID_HOST="127.0.0.1",
+        MLGRID_GRPC_PORT=str(port),
+        MLGRID_METRICS_PORT=str(_free_port()),
+        MLGRID_DB_AUTO_INIT="false",
+    )
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "services.tracking"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"tracking server exited: {open(log.name).read()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tracking server did not start: {open(log.name).read()}")
+            time.sleep(0.05)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        os.unlink(log.name)
+
+
+async def bulk_seed_runs(
+    db_url: str,
+    experiment_id: int,
+    count: int,
+    params: int,
+    metrics: int,
+    tags: int = 0,
+    tag_values: tuple[str, ...] = ("a", "b", "c", "d"),
+    start_time: int = 1_700_000_000_000,
+) -> list[str]:
+    """Insert `count` runs with params p0.. ('x'/'y' for p2), latest metrics m0.. (uniform 0..1) and tags t0..,
+    plus a `team` tag from `tag_values`, with COPY. Returns the run ids."""
+    rng = random.Random(experiment_id)
+    conn = await asyncpg.connect(_plain(db_url))
+    try:
+        run_ids = [uuid.uuid4().hex for _ in range(count)]
+        await conn.copy_records_to_table(
+            "runs",
+            columns=["run_uuid", "name", "experiment_id", "user_id", "status", "start_time", "lifecycle_stage", "artifact_uri"],
+            records=[
+                (rid, f"run-{i}", experiment_id, "bench", "FINISHED", start_time + i, "active", f"mlgrid-artifacts:/{experiment_id}/{rid}/artifacts")
+                for i, rid in enumerate(run_ids)
+            ],
+        )
+        await conn.copy_records_to_table(
+            "params",
+            columns=["run_uuid", "key", "value"],
+            records=[
+                (rid, f"p{k}", rng.choice("xy") if k == 2 else f"value-{rng.randrange(1000)}")
+                for rid in run_ids
+                for k in range(params)
+            ],
+        )
+        await conn.copy_records_to_table(
+            "latest_metrics",
+            columns=["run_uuid", "key", "value", "is_nan", "timestamp", "step"],
+            records=[(rid, f"m{k}", rng.random(), False, start_time, 0) for rid in run_ids for k in range(metrics)],
+        )
+        await conn.copy_records_to_table(
+            "tags",
+            columns=["run_uuid", "key", "value"],
+            records=[
+                row
+                for i, rid in enumerate(run_ids)
+                for row in [(rid, "mlflow.runName", f"run-{i}"), (rid, "team", rng.choice(tag_values))]
+                + [(rid, f"t{k}", f"tag-{rng.randrange(100)}") for k in range(tags)]
+            ],
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return run_ids

@@ -1,0 +1,62 @@
+"""PostgreSQL hot paths on asyncpg directly, where SQLAlchemy's per-statement
+overhead (~0.4 ms) and the round trips of BEGIN/COMMIT would dominate.
+
+Measured before this module: unary LogMetric 256 calls/s through the ORM path
+(5 round trips); one statement here.
+"""
+import math
+import struct
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+# One statement, one round trip: append the point if the run is active, and
+# advance the latest value; returns 0 when the run is missing or deleted.
+_LOG_METRIC = """
+WITH run AS (
+    SELECT run_uuid FROM runs WHERE run_uuid = $1 AND lifecycle_stage = 'active'
+), chunk AS (
+    INSERT INTO metric_chunks (run_uuid, key, n, step_data, timestamp_data, value_data)
+    SELECT run_uuid, $2, 1, $7, $8, $9 FROM run
+    RETURNING 1
+), latest AS (
+    INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step)
+    SELECT run_uuid, $2, $5, $6, $4, $3 FROM run
+    ON CONFLICT (run_uuid, key) DO UPDATE
+        SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step
+        WHERE excluded.step > lm.step OR (excluded.step = lm.step AND excluded.timestamp >= lm.timestamp)
+    RETURNING 1
+)
+SELECT count(*) FROM chunk
+"""
+
+
+_INT64, _FLOAT64 = struct.Struct("<q"), struct.Struct("<d")  # the chunk encoding of metric_codec
+
+
+async def _keep_session(_connection) -> None:
+    """Our statements leave no session state behind, so skip asyncpg's reset round trip on release."""
+
+
+class PgHotPath:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, uri: str, pool_size: int) -> "PgHotPath":
+        dsn = make_url(uri).set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, reset=_keep_session)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def log_metric(self, run_id: str, key: str, value: float, timestamp: int, step: int) -> bool:
+        """Store one point; False when the run is not there or not active (nothing stored)."""
+        is_nan = math.isnan(value)
+        async with self.pool.acquire() as conn:
+            stored = await conn.fetchval(
+                _LOG_METRIC, run_id, key, step, timestamp, 0.0 if is_nan else value, is_nan,
+                _INT64.pack(step), _INT64.pack(timestamp), _FLOAT64.pack(value),
+            )
+        return stored == 1
