@@ -34,13 +34,13 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
         started = time.perf_counter()
         await conn.execute(
             """INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
-               SELECT e, 'scale-' || e, 'mlgrid-artifacts:/' || e, 'active', $1, $1 FROM generate_series(1, $2) e""",
+               SELECT e, 'scale-' || e, 'mlgrid-artifacts:/' || e, 'active', $1::bigint, $1::bigint FROM generate_series(1, $2) e""",
             T0, experiments,
         )
         # Runs spread over the experiments; run ids are md5 hex (32 chars) as uuid4().hex would be.
         await conn.execute(
             """INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, lifecycle_stage, artifact_uri)
-               SELECT md5('run' || i), 'run-' || i, 1 + i % $2, 'bench', 'FINISHED', $3 + i, 'active', 'mlgrid-artifacts:/x'
+               SELECT md5('run' || i), 'run-' || i, 1 + i % $2, 'bench', 'FINISHED', $3::bigint + i, 'active', 'mlgrid-artifacts:/x'
                FROM generate_series(0, $1 - 1) i""",
             runs_total, experiments, T0,
         )
@@ -61,7 +61,7 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
         )
         await conn.execute(
             """INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, lifecycle_stage, artifact_uri)
-               SELECT md5('wide' || i), 'wide-' || i, $2, 'bench', 'FINISHED', $3 + i, 'active', 'mlgrid-artifacts:/w'
+               SELECT md5('wide' || i), 'wide-' || i, $2, 'bench', 'FINISHED', $3::bigint + i, 'active', 'mlgrid-artifacts:/w'
                FROM generate_series(0, $1 - 1) i""",
             wide_runs, wide_exp, T0,
         )
@@ -74,7 +74,7 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
             )
         await conn.execute(
             """INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step)
-               SELECT md5('wide' || i), 'm' || k, random(), false, $2, 100
+               SELECT md5('wide' || i), 'm' || k, random(), false, $2::bigint, 100
                FROM generate_series(0, $1 - 1) i, generate_series(0, 99) k""",
             wide_runs, T0,
         )
@@ -83,7 +83,7 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
         started = time.perf_counter()
         await conn.execute(
             """INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, lifecycle_stage, artifact_uri)
-               SELECT md5('inp' || i), 'inp-' || i, $2, 'bench', 'FINISHED', $3 + i, 'active', 'mlgrid-artifacts:/i'
+               SELECT md5('inp' || i), 'inp-' || i, $2, 'bench', 'FINISHED', $3::bigint + i, 'active', 'mlgrid-artifacts:/i'
                FROM generate_series(0, $1 - 1) i""",
             input_runs, inputs_exp, T0,
         )

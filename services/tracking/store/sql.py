@@ -391,29 +391,30 @@ class SqlTrackingStore:
         ids = list(by_id)
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start : start + ID_CHUNK]
-            grouped = defaultdict(dict)
-            for run_uuid, key, value in await conn.execute(
-                select(params.c.run_uuid, params.c.key, params.c.value).where(params.c.run_uuid.in_(chunk))
-            ):
-                grouped[run_uuid][key] = value
-            for run_uuid, values in grouped.items():
-                by_id[run_uuid].data.params.update(values)
-            grouped = defaultdict(dict)
-            for run_uuid, key, value in await conn.execute(
-                select(tags.c.run_uuid, tags.c.key, tags.c.value).where(tags.c.run_uuid.in_(chunk))
-            ):
-                grouped[run_uuid][key] = value
-            for run_uuid, values in grouped.items():
-                by_id[run_uuid].data.tags.update(values)
-            lm = latest_metrics.c
-            for run_uuid, key, value, is_nan, timestamp, step in await conn.execute(
-                select(lm.run_uuid, lm.key, lm.value, lm.is_nan, lm.timestamp, lm.step).where(lm.run_uuid.in_(chunk))
-            ):
-                by_id[run_uuid].data.metrics.add(
-                    key=key, value=math.nan if is_nan else value, timestamp=timestamp, step=step
-                )
+            if self._pg:
+                await self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk})
+            else:
+                await self._fill_run_data(conn, chunk, by_id)
             await self._load_inputs(conn, chunk, by_id)
         return found
+
+    async def _fill_run_data(self, conn: AsyncConnection, chunk: list[str], by_id: dict[str, pb.Run]) -> None:
+        """Params, tags and latest metrics of the runs in `chunk` (the portable path; PostgreSQL has its own)."""
+        for table, field in ((params, "params"), (tags, "tags")):
+            grouped = defaultdict(dict)
+            for run_uuid, key, value in await conn.execute(
+                select(table.c.run_uuid, table.c.key, table.c.value).where(table.c.run_uuid.in_(chunk))
+            ):
+                grouped[run_uuid][key] = value
+            for run_uuid, values in grouped.items():
+                getattr(by_id[run_uuid].data, field).update(values)
+        lm = latest_metrics.c
+        for run_uuid, key, value, is_nan, timestamp, step in await conn.execute(
+            select(lm.run_uuid, lm.key, lm.value, lm.is_nan, lm.timestamp, lm.step).where(lm.run_uuid.in_(chunk))
+        ):
+            by_id[run_uuid].data.metrics.add(
+                key=key, value=math.nan if is_nan else value, timestamp=timestamp, step=step
+            )
 
     async def _load_inputs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
         rows = (
