@@ -9,6 +9,7 @@ import math
 import random
 import time
 import uuid
+from types import SimpleNamespace
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -284,20 +285,22 @@ class SqlTrackingStore:
             exp = await self._experiment_row(conn, exp_id)
             if exp.lifecycle_stage != ACTIVE:
                 raise FailedPrecondition(f"experiment {exp_id} is deleted: restore it, or create the run in another experiment")
-            await conn.execute(
-                runs.insert().values(
-                    run_uuid=run_uuid,
-                    name=run_name,
-                    experiment_id=exp_id,
-                    user_id=user_id,
-                    status="RUNNING",
-                    start_time=now_ms() if start_time is None else start_time,
-                    lifecycle_stage=ACTIVE,
-                    artifact_uri=f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts",
-                )
-            )
+            row = {
+                "run_uuid": run_uuid,
+                "name": run_name,
+                "experiment_id": exp_id,
+                "user_id": user_id,
+                "status": "RUNNING",
+                "start_time": now_ms() if start_time is None else start_time,
+                "end_time": None,
+                "lifecycle_stage": ACTIVE,
+                "artifact_uri": f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts",
+            }
+            await conn.execute(runs.insert().values(**row))
             await conn.execute(tags.insert(), [{"run_uuid": run_uuid, "key": k, "value": v} for k, v in tag_map.items()])
-            return (await self._load_runs(conn, [await self._run_row(conn, run_uuid)]))[0]
+        run = pb.Run(info=self._run_info(SimpleNamespace(**row)))
+        run.data.tags.update(tag_map)
+        return run
 
     async def get_run(self, run_id: str) -> pb.Run:
         async with self.engine.connect() as conn:
