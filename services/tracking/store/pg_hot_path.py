@@ -12,6 +12,8 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from services.tracking.store.batch import RUN_NAME_TAG, PreparedBatch, params_to_insert
+
 # One statement, one round trip: append the point if the run is active, and
 # advance the latest value; returns 0 when the run is missing or deleted.
 _LOG_METRIC = """
@@ -43,6 +45,29 @@ SELECT run_uuid, array_agg(key), array_agg(value), array_agg(timestamp), array_a
 FROM latest_metrics WHERE run_uuid = ANY($1::text[]) GROUP BY run_uuid
 """
 
+_BATCH_ID = "INSERT INTO ingest_batches (batch_id, run_uuid, created_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+_EXISTING_PARAMS = "SELECT key, value FROM params WHERE run_uuid = $1 AND key = ANY($2::text[])"
+_INSERT_PARAMS = """
+INSERT INTO params (run_uuid, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING
+RETURNING key
+"""
+_UPSERT_TAGS = """
+INSERT INTO tags (run_uuid, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])
+ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value
+"""
+_RUN_NAME = "UPDATE runs SET name = $2 WHERE run_uuid = $1"
+_INSERT_CHUNKS = """
+INSERT INTO metric_chunks (run_uuid, key, n, step_data, timestamp_data, value_data)
+SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[])
+"""
+_UPSERT_LATEST = """
+INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step)
+SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[])
+ON CONFLICT (run_uuid, key) DO UPDATE
+    SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step
+    WHERE excluded.step > lm.step OR (excluded.step = lm.step AND excluded.timestamp >= lm.timestamp)
+"""
+
 _INT64, _FLOAT64 = struct.Struct("<q"), struct.Struct("<d")  # the chunk encoding of metric_codec
 
 
@@ -72,6 +97,32 @@ class PgHotPath:
                 _INT64.pack(step), _INT64.pack(timestamp), _FLOAT64.pack(value),
             )
         return stored == 1
+
+    async def store_batch(self, run_id: str, request_id: str, prepared: PreparedBatch, now: int) -> bool | None:
+        """Store a prepared batch in one transaction: True stored, False already stored under
+        request_id, None when the run is missing or deleted (nothing stored)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            stage = await conn.fetchval("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1 FOR SHARE", run_id)
+            if stage != "active":
+                return None
+            if request_id and await conn.execute(_BATCH_ID, request_id, run_id, now) == "INSERT 0 0":
+                return False
+            if prepared.params:
+                existing = dict(await conn.fetch(_EXISTING_PARAMS, run_id, list(prepared.params)))
+                fresh = params_to_insert(run_id, existing, prepared.params)
+                if fresh:
+                    inserted = await conn.fetch(_INSERT_PARAMS, run_id, list(fresh), list(fresh.values()))
+                    if len(inserted) < len(fresh):  # a concurrent call logged some of them: same values?
+                        raced = dict(await conn.fetch(_EXISTING_PARAMS, run_id, list(fresh)))
+                        params_to_insert(run_id, raced, fresh)
+            if prepared.tags:
+                await conn.execute(_UPSERT_TAGS, run_id, list(prepared.tags), list(prepared.tags.values()))
+                if RUN_NAME_TAG in prepared.tags:
+                    await conn.execute(_RUN_NAME, run_id, prepared.tags[RUN_NAME_TAG])
+            if prepared.chunks:
+                await conn.execute(_INSERT_CHUNKS, run_id, *zip(*prepared.chunks))
+                await conn.execute(_UPSERT_LATEST, run_id, *zip(*prepared.latest))
+        return True
 
     async def _fetch(self, query: str, run_ids: list[str]):
         async with self.pool.acquire() as conn:

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import metric_codec, validation
+from services.tracking.store import batch, metric_codec, validation
+from services.tracking.store.batch import RUN_NAME_TAG
 from services.tracking.store.schema import (
     datasets,
     experiment_tags,
@@ -42,7 +43,6 @@ from services.tracking.store.search import experiment_search_select, run_search_
 
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
-RUN_NAME_TAG = "mlflow.runName"
 ID_CHUNK = 1000  # ids per IN (...) when loading many runs
 _VIEW_STAGES = {pb.ACTIVE_ONLY: (ACTIVE,), pb.DELETED_ONLY: (DELETED,), pb.ALL: (ACTIVE, DELETED)}
 
@@ -467,7 +467,7 @@ class SqlTrackingStore:
             return
         async with self.engine.begin() as conn:
             await self._active_run(conn, run_id)  # raises NotFound / FailedPrecondition
-            await self._write_series(conn, run_id, [(key, [step], [timestamp], [value])])
+            await self._write_series(conn, run_id, batch.prepare([(key, [step], [timestamp], [value])], (), ()))
 
     async def log_batch(
         self,
@@ -515,16 +515,14 @@ class SqlTrackingStore:
         return stored, points if stored else 0
 
     async def _store_batch(self, run_id, request_id, series, param_list, tag_list) -> bool:
-        for key, *_ in series:
-            validation.key("metric", key)
-        new_params = {}
-        for p in param_list:
-            validation.param_value(validation.key("param", p.key), p.value)
-            if new_params.setdefault(p.key, p.value) != p.value:
-                raise InvalidArgument(f"param {p.key!r} appears twice in the batch with different values")
-        tag_map = {t.key: validation.tag_value(validation.key("tag", t.key), t.value) for t in tag_list}
+        prepared = batch.prepare(series, param_list, tag_list)
+        validation.run_id(run_id)
+        if self._pg:
+            stored = await self._pg.store_batch(run_id, request_id, prepared, now_ms())
+            if stored is not None:
+                return stored
         async with self.engine.begin() as conn:
-            await self._active_run(conn, run_id)
+            await self._active_run(conn, run_id)  # raises NotFound / FailedPrecondition
             if request_id:
                 inserted = await conn.execute(
                     self._insert(ingest_batches)
@@ -533,16 +531,15 @@ class SqlTrackingStore:
                 )
                 if inserted.rowcount == 0:
                     return False
-            if new_params:
-                await self._insert_params(conn, run_id, new_params)
-            if tag_map:
-                await self._upsert_tags(conn, run_id, tag_map)
-            if series:
-                await self._write_series(conn, run_id, series)
+            if prepared.params:
+                await self._insert_params(conn, run_id, prepared.params)
+            if prepared.tags:
+                await self._upsert_tags(conn, run_id, prepared.tags)
+            if prepared.chunks:
+                await self._write_series(conn, run_id, prepared)
         return True
 
     async def _insert_params(self, conn: AsyncConnection, run_id: str, new_params: dict[str, str]) -> None:
-        """Params are immutable: the same value again is accepted, another value is refused."""
         existing = dict(
             (
                 await conn.execute(
@@ -550,16 +547,13 @@ class SqlTrackingStore:
                 )
             ).all()
         )
-        for key, value in new_params.items():
-            if key in existing and existing[key] != value:
-                raise InvalidArgument(
-                    f"param {key!r} of run {run_id} is already {existing[key]!r} and cannot be changed to {value!r}: "
-                    "params are immutable; log the new value under another key or start a new run"
-                )
-        rows = [{"run_uuid": run_id, "key": k, "value": v} for k, v in new_params.items() if k not in existing]
-        if rows:
+        fresh = batch.params_to_insert(run_id, existing, new_params)
+        if fresh:
             try:
-                await conn.execute(self._insert(params).on_conflict_do_nothing(index_elements=["run_uuid", "key"]), rows)
+                await conn.execute(
+                    self._insert(params).on_conflict_do_nothing(index_elements=["run_uuid", "key"]),
+                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in fresh.items()],
+                )
             except IntegrityError:
                 raise InvalidArgument(f"params of run {run_id} changed concurrently; retry the call") from None
 
@@ -572,38 +566,13 @@ class SqlTrackingStore:
         if RUN_NAME_TAG in tag_map:
             await conn.execute(update(runs).where(runs.c.run_uuid == run_id).values(name=tag_map[RUN_NAME_TAG]))
 
-    async def _write_series(self, conn: AsyncConnection, run_id: str, series) -> None:
-        """Append (key, steps, timestamps, values) columns as chunks and advance latest_metrics."""
-        chunk_rows, latest_rows = [], []
-        for key, steps, timestamps, values in series:
-            step_data, timestamp_data, value_data = metric_codec.pack(steps, timestamps, values)
-            chunk_rows.append(
-                {
-                    "run_uuid": run_id,
-                    "key": key,
-                    "n": len(values),
-                    "step_data": step_data,
-                    "timestamp_data": timestamp_data,
-                    "value_data": value_data,
-                }
-            )
-            if len(values) == 1:
-                step, timestamp, value = steps[0], timestamps[0], values[0]
-            else:
-                i = metric_codec.latest_index(np.frombuffer(step_data, "<i8"), np.frombuffer(timestamp_data, "<i8"))
-                step, timestamp, value = steps[i], timestamps[i], values[i]
-            is_nan = math.isnan(value)
-            latest_rows.append(
-                {
-                    "run_uuid": run_id,
-                    "key": key,
-                    "value": 0.0 if is_nan else value,
-                    "is_nan": is_nan,
-                    "timestamp": timestamp,
-                    "step": step,
-                }
-            )
-        await conn.execute(metric_chunks.insert(), chunk_rows)
+    async def _write_series(self, conn: AsyncConnection, run_id: str, prepared: batch.PreparedBatch) -> None:
+        """Append the batch's chunks and advance latest_metrics where its points are newer."""
+        chunk_columns = ("key", "n", "step_data", "timestamp_data", "value_data")
+        latest_columns = ("key", "value", "is_nan", "timestamp", "step")
+        await conn.execute(
+            metric_chunks.insert(), [{"run_uuid": run_id, **dict(zip(chunk_columns, c))} for c in prepared.chunks]
+        )
         stmt = self._insert(latest_metrics)
         newer = (stmt.excluded.step > latest_metrics.c.step) | (
             (stmt.excluded.step == latest_metrics.c.step) & (stmt.excluded.timestamp >= latest_metrics.c.timestamp)
@@ -611,10 +580,10 @@ class SqlTrackingStore:
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["run_uuid", "key"],
-                set_={c: stmt.excluded[c] for c in ("value", "is_nan", "timestamp", "step")},
+                set_={c: stmt.excluded[c] for c in latest_columns[1:]},
                 where=newer,
             ),
-            latest_rows,
+            [{"run_uuid": run_id, **dict(zip(latest_columns, row))} for row in prepared.latest],
         )
 
     async def metric_history(self, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
