@@ -1,5 +1,8 @@
 """Assembly of the tracking service: engine, schema check, store and servicer."""
+from sqlalchemy.exc import DBAPIError
+
 from mlgrid.v1 import tracking_pb2_grpc
+from services.common.errors import FailedPrecondition
 from services.common.config import StoreConfig
 from services.common.db import create_engine
 from services.common.server import Service
@@ -17,6 +20,10 @@ async def open_store(config: StoreConfig) -> SqlTrackingStore:
         await ensure_current(engine, config.backend_store_uri, config.db_auto_init)
         store = SqlTrackingStore(engine, config)
         await store.start()
+    except (OSError, DBAPIError) as e:
+        await engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise FailedPrecondition(f"cannot use the backend store {where}: {e}. Check MLGRID_BACKEND_STORE_URI") from e
     except BaseException:
         await engine.dispose()
         raise
