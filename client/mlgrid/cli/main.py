@@ -1,0 +1,188 @@
+"""`mlgrid`: run the server, migrate its database, and manage experiments and runs."""
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+
+import click
+
+from mlgrid.client import TRACKING_URI_ENV, MlgridClient
+from mlgrid.entities import ViewType
+from mlgrid.exceptions import MlgridException
+
+SERVER_EXTRA_HINT = "the server needs the mlgrid[server] extra: pip install 'mlgrid[server]'"
+
+tracking_uri_option = click.option(
+    "--tracking-uri", envvar=TRACKING_URI_ENV, default=None,
+    help=f"Tracking server, grpc://host:port [env: {TRACKING_URI_ENV}; default grpc://127.0.0.1:50051].",
+)
+view_option = click.option(
+    "--view", "view", type=click.Choice(["active_only", "deleted_only", "all"], case_sensitive=False),
+    default="active_only", show_default=True, help="Which lifecycle stages to list.",
+)
+
+
+class _Cli(click.Group):
+    """Reports a failed call as `Error: CODE: message` with exit status 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MlgridException as error:
+            raise click.ClickException(str(error)) from None
+
+
+def _import_server_module(name: str):
+    """Import a module of the server; its dependencies come with the server extra only."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise click.ClickException(f"{SERVER_EXTRA_HINT} ({error})") from None
+
+
+@click.group(cls=_Cli)
+def cli() -> None:
+    """mlgrid: ML experiment tracking over gRPC."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--grpc-port", default=50051, show_default=True, help="gRPC port.")
+@click.option("--port", default=5000, show_default=True, help="HTTP port (Prometheus /metrics).")
+@click.option("--backend-store-uri", default="sqlite:///mlgrid.db", show_default=True,
+              help="Tracking database: sqlite:///path.db or postgresql://user:pass@host:5432/db.")
+@click.option("--default-artifact-root", default=None,
+              help="Where new experiments put artifacts [default: chosen by the server].")
+@click.option("--artifacts-destination", default="./mlartifacts", show_default=True, help="Local artifact folder.")
+def server(host, grpc_port, port, backend_store_uri, default_artifact_root, artifacts_destination) -> None:
+    """Run every mlgrid service in one process."""
+    server_module = _import_server_module("services.server")
+    server_module.run(
+        host=host, grpc_port=grpc_port, http_port=port, backend_store_uri=backend_store_uri,
+        default_artifact_root=default_artifact_root, artifacts_destination=artifacts_destination,
+    )
+
+
+@cli.group()
+def db() -> None:
+    """Manage the tracking database."""
+
+
+@db.command()
+@click.argument("uri")
+def upgrade(uri: str) -> None:
+    """Apply the schema migrations to the database at URI."""
+    _import_server_module("services.tracking.migrations").upgrade(uri)
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _format_time(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.group()
+def experiments() -> None:
+    """Create, list, rename, delete and restore experiments."""
+
+
+@experiments.command("create")
+@click.option("-n", "--experiment-name", required=True, help="Name of the new experiment.")
+@click.option("--artifact-location", default=None, help="Where its runs store artifacts [default: chosen by the server].")
+@tracking_uri_option
+def create_experiment(experiment_name, artifact_location, tracking_uri) -> None:
+    """Create an experiment and print its id."""
+    experiment_id = MlgridClient(tracking_uri).create_experiment(experiment_name, artifact_location)
+    click.echo(f"Created experiment {experiment_name!r} with id {experiment_id}")
+
+
+@experiments.command("list")
+@view_option
+@tracking_uri_option
+def list_experiments(view, tracking_uri) -> None:
+    """List experiments."""
+    found = MlgridClient(tracking_uri).iter_experiments(view_type=ViewType.from_string(view))
+    rows = [[e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage] for e in found]
+    _print_table(["Experiment Id", "Name", "Artifact Location", "Stage"], rows)
+
+
+@experiments.command("rename")
+@click.option("-x", "--experiment-id", required=True)
+@click.option("--new-name", required=True)
+@tracking_uri_option
+def rename_experiment(experiment_id, new_name, tracking_uri) -> None:
+    """Rename an experiment."""
+    MlgridClient(tracking_uri).rename_experiment(experiment_id, new_name)
+    click.echo(f"Experiment {experiment_id} renamed to {new_name!r}")
+
+
+@experiments.command("delete")
+@click.option("-x", "--experiment-id", required=True)
+@tracking_uri_option
+def delete_experiment(experiment_id, tracking_uri) -> None:
+    """Mark an experiment and its runs deleted (restorable)."""
+    MlgridClient(tracking_uri).delete_experiment(experiment_id)
+    click.echo(f"Experiment {experiment_id} deleted")
+
+
+@experiments.command("restore")
+@click.option("-x", "--experiment-id", required=True)
+@tracking_uri_option
+def restore_experiment(experiment_id, tracking_uri) -> None:
+    """Restore a deleted experiment."""
+    MlgridClient(tracking_uri).restore_experiment(experiment_id)
+    click.echo(f"Experiment {experiment_id} restored")
+
+
+@cli.group()
+def runs() -> None:
+    """List, describe, delete and restore runs."""
+
+
+@runs.command("list")
+@click.option("--experiment-id", required=True, help="Experiment whose runs to list.")
+@view_option
+@tracking_uri_option
+def list_runs(experiment_id, view, tracking_uri) -> None:
+    """List the runs of an experiment."""
+    found = MlgridClient(tracking_uri).iter_runs([experiment_id], run_view_type=ViewType.from_string(view))
+    rows = [[r.info.run_id, r.info.run_name, r.info.status, _format_time(r.info.start_time)] for r in found]
+    _print_table(["Run Id", "Name", "Status", "Start Time"], rows)
+
+
+@runs.command("describe")
+@click.option("--run-id", required=True)
+@tracking_uri_option
+def describe_run(run_id, tracking_uri) -> None:
+    """Print a run's info, data and inputs as JSON."""
+    run = MlgridClient(tracking_uri).get_run(run_id)
+    click.echo(json.dumps(run.to_dictionary(), indent=4))
+
+
+@runs.command("delete")
+@click.option("--run-id", required=True)
+@tracking_uri_option
+def delete_run(run_id, tracking_uri) -> None:
+    """Mark a run deleted (restorable)."""
+    MlgridClient(tracking_uri).delete_run(run_id)
+    click.echo(f"Run {run_id} deleted")
+
+
+@runs.command("restore")
+@click.option("--run-id", required=True)
+@tracking_uri_option
+def restore_run(run_id, tracking_uri) -> None:
+    """Restore a deleted run."""
+    MlgridClient(tracking_uri).restore_run(run_id)
+    click.echo(f"Run {run_id} restored")
+
+
+if __name__ == "__main__":
+    cli(prog_name="mlgrid")

@@ -1,0 +1,254 @@
+"""Tracking entities with mlflow.entities' names and fields, built from the wire messages."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+from mlgrid.v1 import tracking_pb2 as pb
+
+
+class ViewType(enum.IntEnum):
+    """Which lifecycle stages a search returns."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+    @classmethod
+    def from_string(cls, name: str) -> ViewType:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown view type {name!r}; expected one of {', '.join(v.name for v in cls)}") from None
+
+    @staticmethod
+    def to_string(view_type: int) -> str:
+        return ViewType(view_type).name
+
+
+class RunStatus(enum.IntEnum):
+    RUNNING = 1
+    SCHEDULED = 2
+    FINISHED = 3
+    FAILED = 4
+    KILLED = 5
+
+    @classmethod
+    def from_string(cls, name: str) -> RunStatus:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown run status {name!r}; expected one of {', '.join(s.name for s in cls)}") from None
+
+    @staticmethod
+    def to_string(status: int) -> str:
+        return RunStatus(status).name
+
+    @staticmethod
+    def is_terminated(status: int | str) -> bool:
+        if isinstance(status, str):
+            status = RunStatus.from_string(status)
+        return status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+
+    @staticmethod
+    def all_status() -> list[int]:
+        return list(RunStatus)
+
+
+_STATUS_NAMES = {status.value: status.name for status in RunStatus}
+
+
+class PagedList(list):
+    """One page of search results; `token` fetches the next page, None after the last."""
+
+    def __init__(self, items, token: str | None):
+        super().__init__(items)
+        self.token = token
+
+
+@dataclass(slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    artifact_location: str
+    lifecycle_stage: str
+    tags: dict[str, str] = field(default_factory=dict)
+    creation_time: int | None = None
+    last_update_time: int | None = None
+
+    @classmethod
+    def from_proto(cls, proto: pb.Experiment) -> Experiment:
+        return cls(
+            proto.experiment_id, proto.name, proto.artifact_location, proto.lifecycle_stage,
+            dict(proto.tags), proto.creation_time, proto.last_update_time,
+        )
+
+
+@dataclass(slots=True)
+class Metric:
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
+    @classmethod
+    def from_proto(cls, proto: pb.Metric) -> Metric:
+        return cls(proto.key, proto.value, proto.timestamp, proto.step)
+
+    def to_proto(self) -> pb.Metric:
+        return pb.Metric(key=self.key, value=self.value, timestamp=self.timestamp, step=self.step)
+
+
+@dataclass(slots=True)
+class Param:
+    key: str
+    value: str
+
+    @classmethod
+    def from_proto(cls, proto: pb.Param) -> Param:
+        return cls(proto.key, proto.value)
+
+    def to_proto(self) -> pb.Param:
+        return pb.Param(key=self.key, value=self.value)
+
+
+@dataclass(slots=True)
+class RunTag:
+    key: str
+    value: str
+
+    @classmethod
+    def from_proto(cls, proto: pb.RunTag) -> RunTag:
+        return cls(proto.key, proto.value)
+
+    def to_proto(self) -> pb.RunTag:
+        return pb.RunTag(key=self.key, value=self.value)
+
+
+@dataclass(slots=True)
+class Dataset:
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str = ""
+    profile: str = ""
+
+    @classmethod
+    def from_proto(cls, proto: pb.Dataset) -> Dataset:
+        return cls(proto.name, proto.digest, proto.source_type, proto.source, proto.schema, proto.profile)
+
+    def to_proto(self) -> pb.Dataset:
+        return pb.Dataset(
+            name=self.name, digest=self.digest, source_type=self.source_type,
+            source=self.source, schema=self.schema, profile=self.profile,
+        )
+
+
+@dataclass(slots=True)
+class InputTag:
+    key: str
+    value: str
+
+    @classmethod
+    def from_proto(cls, proto: pb.InputTag) -> InputTag:
+        return cls(proto.key, proto.value)
+
+    def to_proto(self) -> pb.InputTag:
+        return pb.InputTag(key=self.key, value=self.value)
+
+
+@dataclass(slots=True)
+class DatasetInput:
+    dataset: Dataset
+    tags: list[InputTag] = field(default_factory=list)
+
+    @classmethod
+    def from_proto(cls, proto: pb.DatasetInput) -> DatasetInput:
+        return cls(Dataset.from_proto(proto.dataset), [InputTag(t.key, t.value) for t in proto.tags])
+
+    def to_proto(self) -> pb.DatasetInput:
+        return pb.DatasetInput(dataset=self.dataset.to_proto(), tags=[t.to_proto() for t in self.tags])
+
+
+@dataclass(slots=True)
+class RunInputs:
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+
+    @classmethod
+    def from_proto(cls, proto: pb.RunInputs) -> RunInputs:
+        return cls([DatasetInput.from_proto(d) for d in proto.dataset_inputs])
+
+
+@dataclass(slots=True)
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    run_name: str
+    user_id: str
+    status: str  # "RUNNING", "FINISHED", ...
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    artifact_uri: str
+
+    @property
+    def run_uuid(self) -> str:
+        return self.run_id
+
+    @classmethod
+    def from_proto(cls, proto: pb.RunInfo) -> RunInfo:
+        return cls(
+            proto.run_id, proto.experiment_id, proto.run_name, proto.user_id,
+            _STATUS_NAMES.get(proto.status, "UNSPECIFIED"), proto.start_time,
+            proto.end_time if proto.HasField("end_time") else None,
+            proto.lifecycle_stage, proto.artifact_uri,
+        )
+
+
+@dataclass(slots=True)
+class RunData:
+    metrics: dict[str, float] = field(default_factory=dict)  # key -> latest value
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, proto: pb.RunData) -> RunData:
+        return cls({m.key: m.value for m in proto.metrics}, dict(proto.params), dict(proto.tags))
+
+
+@dataclass(slots=True)
+class Run:
+    info: RunInfo
+    data: RunData
+    inputs: RunInputs = field(default_factory=RunInputs)
+
+    @classmethod
+    def from_proto(cls, proto: pb.Run) -> Run:
+        return cls(RunInfo.from_proto(proto.info), RunData.from_proto(proto.data), RunInputs.from_proto(proto.inputs))
+
+    def to_dictionary(self) -> dict:
+        """Plain dicts and lists, e.g. for JSON (`mlgrid runs describe`)."""
+        return {
+            "info": dataclasses.asdict(self.info),
+            "data": dataclasses.asdict(self.data),
+            "inputs": dataclasses.asdict(self.inputs),
+        }
+
+
+@dataclass(slots=True)
+class MetricHistory:
+    """All points of one metric of one run as parallel columns, sorted by step, then timestamp."""
+
+    steps: list[int] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def extend(self, series: pb.MetricSeries) -> None:
+        self.steps.extend(series.steps)
+        self.timestamps.extend(series.timestamps)
+        self.values.extend(series.values)
