@@ -52,8 +52,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def start_tracking(db_url: str):
-    """`python -m services.tracking` on free ports; yields its grpc:// URI."""
+def start_tracking(db_url: str, **extra_env: str):
+    """`python -m services.tracking` on free ports (with extra environment variables); yields its grpc:// URI."""
     port = _free_port()
     env = dict(
         os.environ,
@@ -62,6 +62,7 @@ def start_tracking(db_url: str):
         MLGRID_GRPC_PORT=str(port),
         MLGRID_METRICS_PORT=str(_free_port()),
         MLGRID_DB_AUTO_INIT="false",
+        **extra_env,
     )
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "services.tracking"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -128,6 +128,11 @@ def main() -> None:
         run_id = lambda name: client.create_run(exp_id, run_name=name).info.run_id  # noqa: E731
         results = {"backend": "postgresql", "server": "python -m services.tracking (one process)"}
         results["log_metric_unary"] = bench_unary_log_metric(client, run_id("unary"), int(5000 * scale))
+        with start_tracking(db_url, MLGRID_METRICS_SYNCHRONOUS_COMMIT="false") as relaxed_uri:
+            relaxed = mlgrid.MlgridClient(relaxed_uri)
+            results["log_metric_unary_without_synchronous_commit"] = bench_unary_log_metric(
+                relaxed, relaxed.create_run(exp_id, run_name="unary-relaxed").info.run_id, int(5000 * scale)
+            )
         results["log_batch"] = bench_log_batch(client, run_id("batch"), int(200 * scale))
         results["streaming_ingest"] = bench_streaming_ingest(client, run_id("stream"), int(300 * scale))
         results["fluent_log_metric"] = bench_fluent(uri, f"fluent-{uuid.uuid4().hex[:8]}", int(1_000_000 * scale))

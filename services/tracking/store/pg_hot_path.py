@@ -80,9 +80,12 @@ class PgHotPath:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, uri: str, pool_size: int) -> "PgHotPath":
+    async def connect(cls, uri: str, pool_size: int, synchronous_commit: bool) -> "PgHotPath":
         dsn = make_url(uri).set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, reset=_keep_session)
+        settings = {} if synchronous_commit else {"synchronous_commit": "off"}
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=pool_size, reset=_keep_session, server_settings=settings
+        )
         return cls(pool)
 
     async def close(self) -> None:

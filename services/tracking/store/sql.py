@@ -89,7 +89,9 @@ class SqlTrackingStore:
     async def start(self) -> None:
         """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current)."""
         if self.dialect == "postgresql":
-            self._pg = await PgHotPath.connect(self.config.backend_store_uri, self.config.db_pool_size)
+            self._pg = await PgHotPath.connect(
+                self.config.backend_store_uri, self.config.db_pool_size, self.config.metrics_synchronous_commit
+            )
         await self._ensure_default_experiment()
 
     async def _ensure_default_experiment(self) -> None:
