@@ -197,3 +197,13 @@ def test_service_refuses_missing_or_stale_schema_until_db_upgrade(tmp_path):
     proc, _ = tracking_service(db_path)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "revision ffff" in output
+
+
+def test_service_says_when_the_database_cannot_be_reached():
+    port = free_port()
+    env = dict(os.environ, MLGRID_BACKEND_STORE_URI=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+               MLGRID_GRPC_PORT=str(port), MLGRID_METRICS_PORT="0")
+    result = subprocess.run([sys.executable, "-m", "services.tracking"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "cannot use the backend store" in result.stderr and "MLGRID_BACKEND_STORE_URI" in result.stderr
+    assert "Traceback" not in result.stderr
