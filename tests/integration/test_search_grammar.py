@@ -25,7 +25,7 @@ from services.tracking.store.schema import (
     runs,
     tags,
 )
-from services.tracking.store.search import experiment_search_select, run_search_select
+from services.tracking.store.search import experiment_search_select, fetch_run_page, run_search_phases
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LONG = "x" * 250  # longer than the indexed value prefix
@@ -70,7 +70,7 @@ LONG = "x" * 250  # longer than the indexed value prefix
 )
 def test_run_filter_errors(filter_string, message):
     with pytest.raises(InvalidArgument) as e:
-        run_search_select(None, filter_string, pb.ACTIVE_ONLY, [], 0, 10)
+        run_search_phases(None, filter_string, pb.ACTIVE_ONLY, [])
     assert e.value.message.startswith(f"Invalid filter {filter_string!r}: ")
     assert message in e.value.message
 
@@ -88,7 +88,7 @@ def test_run_filter_errors(filter_string, message):
 )
 def test_run_order_by_errors(order_by, message):
     with pytest.raises(InvalidArgument) as e:
-        run_search_select(None, "", pb.ACTIVE_ONLY, ["start_time", order_by], 0, 10)
+        run_search_phases(None, "", pb.ACTIVE_ONLY, ["start_time", order_by])
     assert e.value.message.startswith(f"Invalid order_by {order_by!r}: ")
     assert message in e.value.message
 
@@ -113,7 +113,7 @@ def test_experiment_search_errors(filter_string, order_by, message):
 
 def test_unknown_view_type():
     with pytest.raises(InvalidArgument, match="Invalid view type 7"):
-        run_search_select(None, "", 7, [], 0, 10)
+        run_search_phases(None, "", 7, [])
     with pytest.raises(InvalidArgument, match="Invalid view type 7"):
         experiment_search_select("", 7, [], 0, 10)
 
@@ -214,9 +214,9 @@ async def db(request):
 
 
 async def run_ids(engine, filter_string="", order_by=(), view_type=pb.ACTIVE_ONLY, experiment_ids=None, offset=0, limit=100):
-    query = run_search_select(experiment_ids, filter_string, view_type, list(order_by), offset, limit)
     async with engine.connect() as conn:
-        return [row.run_uuid for row in await conn.execute(query)]
+        rows = await fetch_run_page(conn, experiment_ids, filter_string, view_type, list(order_by), offset, limit)
+    return [row.run_uuid for row in rows]
 
 
 async def experiment_ids(engine, filter_string="", order_by=(), view_type=pb.ACTIVE_ONLY, offset=0, limit=100):
@@ -359,7 +359,7 @@ async def test_offset_and_limit_page_through_in_order(db):
 
 async def test_value_equality_can_use_the_prefix_index(db):
     """Equality on params/tags is written so that ix_params_key_value matches it."""
-    query = run_search_select(None, "params.lr = '0.01'", pb.ACTIVE_ONLY, [], 0, 10)
+    (query,) = run_search_phases(None, "params.lr = '0.01'", pb.ACTIVE_ONLY, [])
     compiled = query.compile(dialect=db.dialect, compile_kwargs={"render_postcompile": True})
     values = tuple(compiled.params[name] for name in compiled.positiontup)
     async with db.connect() as conn:
@@ -419,3 +419,16 @@ async def test_experiment_order(db, filter_string, order_by, expected):
 async def test_experiment_offset_and_limit(db):
     assert await experiment_ids(db, offset=1, limit=1) == [2]
     assert await experiment_ids(db, view_type=pb.ALL, offset=2, limit=5) == [2, 1]
+
+
+@pytest.mark.parametrize("order", ["metrics.loss ASC", "metrics.loss DESC"])
+async def test_pages_of_every_size_cross_the_metric_phases(db, order):
+    """Ordering by a metric runs in phases (numbers, NaN, missing); any page must cut the same order."""
+    everything = await run_ids(db, order_by=[order])
+    numbers = [r for r in everything if r in {"r1", "r2", "r4", "r5"}]
+    assert everything[len(numbers):len(numbers) + 1] == ["r3"]  # NaN after the numbers, missing ones last
+    assert "r6" in everything[len(numbers) + 1:]
+    for limit in range(1, len(everything) + 1):
+        pages = [await run_ids(db, order_by=[order], offset=o, limit=limit) for o in range(0, len(everything), limit)]
+        assert [r for page in pages for r in page] == everything
+    assert await run_ids(db, order_by=[order], offset=len(everything), limit=3) == []

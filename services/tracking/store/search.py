@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import Boolean, Column, Select, and_, case, false, func, literal, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -402,18 +403,64 @@ def _run_condition(c: Comparison):
     return runs.c.run_uuid.in_(select(table.c.run_uuid).where(table.c.key == c.key, *_value_conditions(c, table.c)))
 
 
-def run_search_select(
-    experiment_ids: list[int] | None, filter_string: str, view_type: int, order_by: list[str], offset: int, limit: int
-) -> Select:
-    """The runs matching the search, in order, one page (OFFSET/LIMIT); no experiment ids means all experiments."""
+def run_search_phases(
+    experiment_ids: list[int] | None, filter_string: str, view_type: int, order_by: list[str]
+) -> list[Select]:
+    """The search as ordered selects whose results, concatenated, are the whole answer in order.
+
+    When the first order key is a metric, its runs come in three phases — those
+    with a number, those with NaN, those without the metric — so that the first
+    phase is an inner join that PostgreSQL walks along the (key, value) index,
+    stopping at the end of the page instead of ranking every matching run.
+    """
     conditions = _view_conditions(runs.c.lifecycle_stage, view_type)
     if experiment_ids:
         conditions.append(runs.c.experiment_id.in_(experiment_ids))
     conditions += [_run_condition(c) for c in parse_filter(filter_string, _RUNS)]
-
-    # Each ordered metric, param or tag is a LEFT JOIN to its row: runs without it sort last.
-    source, ordering, joined = runs, [], {}
     keys = parse_order_by(order_by, _RUNS)
+    if not keys or keys[0].entity != "metric":
+        return [_ordered_runs(conditions, keys)]
+    first = keys[0]
+    lm = latest_metrics.alias("order_first")
+    on_key = and_(lm.c.run_uuid == runs.c.run_uuid, lm.c.key == first.key)
+    numbers = runs.join(lm, and_(on_key, lm.c.is_nan == false()))
+    nans = runs.join(lm, and_(on_key, lm.c.is_nan))
+    missing = ~select(lm.c.run_uuid).where(on_key).exists()
+    rest = keys[1:]
+    return [
+        _ordered_runs(conditions, rest, source=numbers, leading=[_ordered(lm.c.value, first.ascending, nulls_last=False)]),
+        _ordered_runs(conditions, rest, source=nans),
+        _ordered_runs([*conditions, missing], rest),
+    ]
+
+
+async def fetch_run_page(
+    conn: AsyncConnection,
+    experiment_ids: list[int] | None,
+    filter_string: str,
+    view_type: int,
+    order_by: list[str],
+    offset: int,
+    limit: int,
+) -> list:
+    """Rows offset..offset+limit of the search, walking its phases in order."""
+    rows, skip = [], offset
+    for phase in run_search_phases(experiment_ids, filter_string, view_type, order_by):
+        found = (await conn.execute(phase.offset(skip).limit(limit - len(rows)))).all()
+        if found:
+            rows += found
+            skip = 0
+        elif skip:  # the page starts beyond this phase: skip all of it
+            skip -= (await conn.execute(select(func.count()).select_from(phase.order_by(None).subquery()))).scalar()
+        if len(rows) == limit:
+            break
+    return rows
+
+
+def _ordered_runs(conditions: list, keys: list[OrderKey], source=runs, leading: list | None = None) -> Select:
+    """Runs of `source` meeting `conditions`, ordered by `leading`, then `keys`, then the tie-breakers."""
+    # Each ordered metric, param or tag is a LEFT JOIN to its row: runs without it sort last.
+    ordering, joined = list(leading or []), {}
     for k in keys:
         if k.entity == "attribute":
             column = _RUN_ATTRIBUTES[k.key]
@@ -434,8 +481,7 @@ def run_search_select(
         ordering.append(runs.c.start_time.desc())
     if "run_id" not in attributes:
         ordering.append(runs.c.run_uuid.asc())
-
-    return select(runs).select_from(source).where(*conditions).order_by(*ordering).offset(offset).limit(limit)
+    return select(runs).select_from(source).where(*conditions).order_by(*ordering)
 
 
 def _experiment_condition(c: Comparison):

@@ -39,7 +39,7 @@ from services.tracking.store.schema import (
     tags,
 )
 from services.tracking.store.pg_hot_path import PgHotPath
-from services.tracking.store.search import experiment_search_select, run_search_select
+from services.tracking.store.search import experiment_search_select, fetch_run_page
 
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
@@ -81,6 +81,8 @@ def _view_stages(view_type: int) -> tuple[str, ...]:
 class SqlTrackingStore:
     def __init__(self, engine: AsyncEngine, config: StoreConfig):
         self.engine = engine
+        # Reads run one statement at a time: autocommit spares them BEGIN and ROLLBACK round trips.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.config = config
         self.dialect = engine.dialect.name
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
@@ -159,12 +161,12 @@ class SqlTrackingStore:
         return str(experiment_id)
 
     async def get_experiment(self, experiment_id: str) -> pb.Experiment:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = await self._experiment_row(conn, validation.experiment_id(experiment_id))
             return (await self._experiments_from_rows(conn, [row]))[0]
 
     async def get_experiment_by_name(self, name: str) -> pb.Experiment:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (await conn.execute(select(experiments).where(experiments.c.name == name))).first()
             if row is None:
                 raise NotFound(f"no experiment named {name!r}")
@@ -176,7 +178,7 @@ class SqlTrackingStore:
         limit = validation.max_results(max_results)
         offset = decode_page_token(page_token)
         query = experiment_search_select(filter_string, view_type, list(order_by), offset, limit + 1)
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).all()
             found = await self._experiments_from_rows(conn, rows[:limit])
         return found, encode_page_token(offset + limit) if len(rows) > limit else ""
@@ -305,7 +307,7 @@ class SqlTrackingStore:
         return run
 
     async def get_run(self, run_id: str) -> pb.Run:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return (await self._load_runs(conn, [await self._run_row(conn, validation.run_id(run_id))]))[0]
 
     async def update_run(self, run_id: str, status: int, end_time: int | None, run_name: str) -> pb.RunInfo:
@@ -351,9 +353,8 @@ class SqlTrackingStore:
         exp_ids = [validation.experiment_id(e) for e in experiment_ids] or None
         limit = validation.max_results(max_results)
         offset = decode_page_token(page_token)
-        query = run_search_select(exp_ids, filter_string, view_type, list(order_by), offset, limit + 1)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        async with self._reader.connect() as conn:
+            rows = await fetch_run_page(conn, exp_ids, filter_string, view_type, list(order_by), offset, limit + 1)
             found = await self._load_runs(conn, rows[:limit])
         return found, encode_page_token(offset + limit) if len(rows) > limit else ""
 
@@ -590,7 +591,7 @@ class SqlTrackingStore:
 
     async def metric_history(self, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All points of one metric, as (steps, timestamps, values) arrays ordered by step then timestamp."""
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             await self._run_row(conn, validation.run_id(run_id))
             return metric_codec.unpack(await self._chunks(conn, run_id, key))
 
