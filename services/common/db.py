@@ -23,7 +23,11 @@ def create_engine(uri: str, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=1, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    # Searches compile to statements whose best plan depends on the values (how
+    # selective a filter is); PostgreSQL's generic plans, chosen after five runs
+    # of a prepared statement, were 4x slower on them.
+    settings = {"plan_cache_mode": "force_custom_plan"}
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"server_settings": settings})
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
