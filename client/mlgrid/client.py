@@ -127,7 +127,7 @@ class MlgridClient:
                 error = MlgridException.from_rpc_error(rpc_error)
                 if retry_delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
                     raise error from None
-            time.sleep(retry_delay * random.uniform(0.5, 1.5))  # jitter spreads out clients reconnecting together
+            time.sleep(retry_delay * random.uniform(1.0, 1.5))  # jitter spreads out clients reconnecting together
 
     def _unary(self, method, request, idempotent: bool):
         return self._call(lambda: method(request, timeout=UNARY_TIMEOUT_S), idempotent)

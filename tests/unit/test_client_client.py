@@ -120,6 +120,7 @@ def test_idempotent_call_retried_with_growing_backoff(sleeps):
     assert client.get_run("a" * 32).info.run_id == "a" * 32
     assert len(client._stub.requests["GetRun"]) == 3
     assert len(sleeps) == 2 and sleeps[0] < sleeps[1]
+    assert all(base <= slept <= 1.5 * base for base, slept in zip(client_module.RETRY_DELAYS, sleeps))
 
 
 def test_retries_give_up_with_unavailable(sleeps):
