@@ -68,6 +68,13 @@ ON CONFLICT (run_uuid, key) DO UPDATE
     WHERE excluded.step > lm.step OR (excluded.step = lm.step AND excluded.timestamp >= lm.timestamp)
 """
 
+_INPUTS = """
+SELECT ri.run_uuid, d.dataset_uuid, d.name, d.digest, d.source_type, d.source, d.schema, d.profile
+FROM run_inputs ri JOIN datasets d ON d.dataset_uuid = ri.dataset_uuid
+WHERE ri.run_uuid = ANY($1::text[]) ORDER BY ri.run_uuid, d.name, d.digest
+"""
+_INPUT_TAGS = "SELECT run_uuid, dataset_uuid, key, value FROM run_input_tags WHERE run_uuid = ANY($1::text[])"
+
 _INT64, _FLOAT64 = struct.Struct("<q"), struct.Struct("<d")  # the chunk encoding of metric_codec
 
 
@@ -126,6 +133,10 @@ class PgHotPath:
                 await conn.execute(_INSERT_CHUNKS, run_id, *zip(*prepared.chunks))
                 await conn.execute(_UPSERT_LATEST, run_id, *zip(*prepared.latest))
         return True
+
+    async def fetch_inputs(self, run_ids: list[str]):
+        """The dataset inputs of the runs and their tags, as SqlTrackingStore._fetch_inputs returns them."""
+        return await asyncio.gather(self._fetch(_INPUTS, run_ids), self._fetch(_INPUT_TAGS, run_ids))
 
     async def _fetch(self, query: str, run_ids: list[str]):
         async with self.pool.acquire() as conn:

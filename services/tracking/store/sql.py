@@ -423,31 +423,36 @@ class SqlTrackingStore:
             )
 
     async def _load_inputs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
+        if self._pg:
+            rows, tag_rows = await self._pg.fetch_inputs(run_ids)
+        else:
+            rows, tag_rows = await self._fetch_inputs(conn, run_ids)
+        input_tags = defaultdict(list)
+        for run_uuid, dataset_uuid, key, value in tag_rows:
+            input_tags[run_uuid, dataset_uuid].append(pb.InputTag(key=key, value=value))
+        for run_uuid, dataset_uuid, name, digest, source_type, source, schema, profile in rows:
+            by_id[run_uuid].inputs.dataset_inputs.add(
+                tags=input_tags.get((run_uuid, dataset_uuid), ()),
+                dataset=pb.Dataset(
+                    name=name, digest=digest, source_type=source_type, source=source, schema=schema or "", profile=profile or ""
+                ),
+            )
+
+    @staticmethod
+    async def _fetch_inputs(conn: AsyncConnection, run_ids: list[str]):
+        """(run, dataset, name, digest, source_type, source, schema, profile) rows and (run, dataset, key, value) tags."""
+        d, t = datasets.c, run_input_tags.c
         rows = (
             await conn.execute(
-                select(run_inputs.c.run_uuid, datasets)
-                .join(datasets, datasets.c.dataset_uuid == run_inputs.c.dataset_uuid)
+                select(run_inputs.c.run_uuid, d.dataset_uuid, d.name, d.digest, d.source_type, d.source, d.schema, d.profile)
+                .join(datasets, d.dataset_uuid == run_inputs.c.dataset_uuid)
                 .where(run_inputs.c.run_uuid.in_(run_ids))
-                .order_by(run_inputs.c.run_uuid, datasets.c.name, datasets.c.digest)
+                .order_by(run_inputs.c.run_uuid, d.name, d.digest)
             )
         ).all()
         if not rows:
-            return
-        input_tags = defaultdict(list)
-        for t in await conn.execute(select(run_input_tags).where(run_input_tags.c.run_uuid.in_(run_ids))):
-            input_tags[(t.run_uuid, t.dataset_uuid)].append(pb.InputTag(key=t.key, value=t.value))
-        for r in rows:
-            by_id[r.run_uuid].inputs.dataset_inputs.add(
-                tags=input_tags[(r.run_uuid, r.dataset_uuid)],
-                dataset=pb.Dataset(
-                    name=r.name,
-                    digest=r.digest,
-                    source_type=r.source_type,
-                    source=r.source,
-                    schema=r.schema or "",
-                    profile=r.profile or "",
-                ),
-            )
+            return rows, []
+        return rows, (await conn.execute(select(t.run_uuid, t.dataset_uuid, t.key, t.value).where(t.run_uuid.in_(run_ids)))).all()
 
     # ------------------------------------------------------------ params, tags, metrics
 
