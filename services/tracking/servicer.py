@@ -121,7 +121,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     @grpc_errors
     async def SearchRuns(self, request, context):
-        found, token = await self.store.search_runs(
+        return await self.store.search_runs(
             request.experiment_ids,
             request.filter,
             request.run_view_type,
@@ -129,7 +129,6 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.max_results,
             request.page_token,
         )
-        return pb.SearchRunsResponse(runs=found, next_page_token=token)
 
     # params, metrics, tags
     @grpc_errors

@@ -16,6 +16,11 @@ async def new_run(store, **kwargs):
     return await store.create_run(exp_id, "tester", kwargs.get("start_time"), kwargs.get("tags", []), kwargs.get("name", ""))
 
 
+async def search(store, *args):
+    page = await store.search_runs(*args)
+    return list(page.runs), page.next_page_token
+
+
 async def snapshot(store, run_id):
     run = await store.get_run(run_id)
     history = {m.key: [a.tolist() for a in await store.metric_history(run_id, m.key)] for m in run.data.metrics}
@@ -367,18 +372,18 @@ async def test_search_runs_filter_order_and_pages(store):
         await store.log_batch(run.info.run_id, [pb.Metric(key="m0", value=i, step=0), pb.Metric(key="my metric", value=-i)],
                               [pb.Param(key="p2", value="x" if i < 4 else "y")], [], "")
         run_ids.append(run.info.run_id)
-    found, token = await store.search_runs([exp_id], "metrics.m0 > 0.5 and params.p2 = 'x'", pb.ACTIVE_ONLY, ["metrics.m0 DESC"], 2, "")
+    found, token = await search(store, [exp_id], "metrics.m0 > 0.5 and params.p2 = 'x'", pb.ACTIVE_ONLY, ["metrics.m0 DESC"], 2, "")
     assert [r.info.run_name for r in found] == ["r3", "r2"] and token
-    found, token = await store.search_runs([exp_id], "metrics.m0 > 0.5 and params.p2 = 'x'", pb.ACTIVE_ONLY, ["metrics.m0 DESC"], 2, token)
+    found, token = await search(store, [exp_id], "metrics.m0 > 0.5 and params.p2 = 'x'", pb.ACTIVE_ONLY, ["metrics.m0 DESC"], 2, token)
     assert [r.info.run_name for r in found] == ["r1"] and not token
-    found, _ = await store.search_runs([exp_id], 'metrics."my metric" <= -4', pb.ACTIVE_ONLY, [], 10, "")
+    found, _ = await search(store, [exp_id], 'metrics."my metric" <= -4', pb.ACTIVE_ONLY, [], 10, "")
     assert [r.info.run_name for r in found] == ["r5", "r4"]  # default order: start_time DESC
-    found, _ = await store.search_runs([], f"tags.team = 'a' and attributes.run_id IN ('{run_ids[1]}', '{run_ids[2]}')", pb.ACTIVE_ONLY, [], 10, "")
+    found, _ = await search(store, [], f"tags.team = 'a' and attributes.run_id IN ('{run_ids[1]}', '{run_ids[2]}')", pb.ACTIVE_ONLY, [], 10, "")
     assert [r.info.run_id for r in found] == [run_ids[1]]
     await store.set_run_lifecycle(run_ids[5], DELETED)
-    found, _ = await store.search_runs([exp_id], "", pb.DELETED_ONLY, [], 10, "")
+    found, _ = await search(store, [exp_id], "", pb.DELETED_ONLY, [], 10, "")
     assert [r.info.run_id for r in found] == [run_ids[5]]
-    found, _ = await store.search_runs([exp_id], "", pb.ALL, ["attributes.start_time ASC"], 10, "")
+    found, _ = await search(store, [exp_id], "", pb.ALL, ["attributes.start_time ASC"], 10, "")
     assert [r.info.run_id for r in found] == run_ids
 
 

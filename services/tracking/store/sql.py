@@ -3,6 +3,7 @@
 Entities cross this module as the mlgrid.v1 proto messages, which are the
 domain types of the service: the servicer passes them through untouched.
 """
+import asyncio
 import base64
 import json
 import math
@@ -43,7 +44,7 @@ from services.tracking.store.search import experiment_search_select, fetch_run_p
 
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
-ID_CHUNK = 1000  # ids per IN (...) when loading many runs
+ID_CHUNK = 250  # runs per query when loading many runs
 _VIEW_STAGES = {pb.ACTIVE_ONLY: (ACTIVE,), pb.DELETED_ONLY: (DELETED,), pb.ALL: (ACTIVE, DELETED)}
 
 _ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
@@ -308,7 +309,8 @@ class SqlTrackingStore:
 
     async def get_run(self, run_id: str) -> pb.Run:
         async with self._reader.connect() as conn:
-            return (await self._load_runs(conn, [await self._run_row(conn, validation.run_id(run_id))]))[0]
+            row = await self._run_row(conn, validation.run_id(run_id))
+            return (await self._load_runs(conn, [row], pb.SearchRunsResponse().runs))[0]
 
     async def update_run(self, run_id: str, status: int, end_time: int | None, run_name: str) -> pb.RunInfo:
         values = {}
@@ -349,14 +351,18 @@ class SqlTrackingStore:
         order_by: Sequence[str],
         max_results: int,
         page_token: str,
-    ) -> tuple[list[pb.Run], str]:
+    ) -> pb.SearchRunsResponse:
+        """One page of runs, built in place in the response (a page can hold 50,000 runs: no copies)."""
         exp_ids = [validation.experiment_id(e) for e in experiment_ids] or None
         limit = validation.max_results(max_results)
         offset = decode_page_token(page_token)
+        response = pb.SearchRunsResponse()
         async with self._reader.connect() as conn:
             rows = await fetch_run_page(conn, exp_ids, filter_string, view_type, list(order_by), offset, limit + 1)
-            found = await self._load_runs(conn, rows[:limit])
-        return found, encode_page_token(offset + limit) if len(rows) > limit else ""
+            await self._load_runs(conn, rows[:limit], response.runs)
+        if len(rows) > limit:
+            response.next_page_token = encode_page_token(offset + limit)
+        return response
 
     async def _run_row(self, conn: AsyncConnection, run_id: str):
         row = (await conn.execute(select(runs).where(runs.c.run_uuid == run_id))).first()
@@ -390,18 +396,21 @@ class SqlTrackingStore:
             info.end_time = row.end_time
         return info
 
-    async def _load_runs(self, conn: AsyncConnection, rows) -> list[pb.Run]:
-        """Runs with their params, latest metrics, tags and inputs, in the order of `rows`."""
-        found = [pb.Run(info=self._run_info(r)) for r in rows]
+    async def _load_runs(self, conn: AsyncConnection, rows, into) -> list[pb.Run]:
+        """Runs with their params, latest metrics, tags and inputs, in the order of `rows`, built in `into`
+        (a repeated Run field, such as a response's)."""
+        found = [into.add(info=self._run_info(r)) for r in rows]
         by_id = {run.info.run_id: run for run in found}
         ids = list(by_id)
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start : start + ID_CHUNK]
-            if self._pg:
-                await self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk})
-            else:
+        chunks = [ids[start : start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK)]
+        if self._pg:
+            # Chunks in flight together: the database answers one while this process builds another.
+            await asyncio.gather(*(self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk}) for chunk in chunks))
+        else:
+            for chunk in chunks:
                 await self._fill_run_data(conn, chunk, by_id)
-            await self._load_inputs(conn, chunk, by_id)
+        if ids:
+            await self._load_inputs(conn, ids, by_id)
         return found
 
     async def _fill_run_data(self, conn: AsyncConnection, chunk: list[str], by_id: dict[str, pb.Run]) -> None:
