@@ -263,10 +263,30 @@ class MlgridClient:
         order_by: list[str] | None = None,
         page_size: int = 1000,
     ) -> Iterator[Run]:
-        """Every matching run, page by page; the next page is fetched while you consume this one."""
-        return self._iter_pages(
-            lambda token: self.search_runs(experiment_ids, filter_string, run_view_type, page_size, order_by, token)
-        )
+        """Every matching run, streamed page by page: the server reads the next page while this one
+        travels and you consume it. A dropped connection resumes after the last page received."""
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        token, delays = "", iter(RETRY_DELAYS)
+        while True:
+            request = pb.SearchRunsRequest(
+                experiment_ids=[str(e) for e in experiment_ids], filter=filter_string or "",
+                run_view_type=int(run_view_type), max_results=page_size, order_by=order_by or [], page_token=token,
+            )
+            try:
+                for page in self._stub.SearchRunsStream(request):
+                    for run in page.runs:
+                        yield Run.from_proto(run)
+                    token = page.next_page_token
+                    if not token:
+                        return
+                return
+            except grpc.RpcError as rpc_error:
+                error = MlgridException.from_rpc_error(rpc_error)
+                delay = next(delays, None)
+                if delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
+                    raise error from None
+                time.sleep(delay * random.uniform(1.0, 1.5))
 
     @staticmethod
     def _iter_pages(fetch: Callable[[str | None], PagedList]) -> Iterator:

@@ -130,6 +130,18 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.page_token,
         )
 
+    @grpc_errors
+    async def SearchRunsStream(self, request, context):
+        async for page in self.store.search_runs_pages(
+            request.experiment_ids,
+            request.filter,
+            request.run_view_type,
+            request.order_by,
+            request.max_results,
+            request.page_token,
+        ):
+            yield page
+
     # params, metrics, tags
     @grpc_errors
     async def LogParam(self, request, context):

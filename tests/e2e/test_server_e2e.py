@@ -207,3 +207,16 @@ def test_service_says_when_the_database_cannot_be_reached():
     assert result.returncode != 0
     assert "cannot use the backend store" in result.stderr and "MLGRID_BACKEND_STORE_URI" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_iter_runs_streams_all_pages_in_order(server):
+    client = mlgrid.MlgridClient(server["uri"])
+    experiment_id = client.create_experiment(unique())
+    created = [client.create_run(experiment_id, start_time=1000 + i).info.run_id for i in range(25)]
+    for run_id in created[::2]:
+        client.log_metric(run_id, "score", 1.0)
+    streamed = [r.info.run_id for r in client.iter_runs(experiment_id, page_size=10)]
+    assert streamed == created[::-1]  # default order: newest first
+    scored = [r.info.run_id for r in client.iter_runs(experiment_id, "metrics.score = 1", page_size=4)]
+    assert scored == created[::2][::-1]
+    assert list(client.iter_runs(experiment_id, "metrics.score > 5")) == []

@@ -233,15 +233,45 @@ def test_search_runs_page():
     assert (request.max_results, list(request.order_by)) == (10, ["metrics.acc DESC"])
 
 
-def test_iter_runs_follows_page_tokens():
-    pages = {
+def run_pages():
+    return {
         "": pb.SearchRunsResponse(runs=[run_response("1" * 32).run, run_response("2" * 32).run], next_page_token="p2"),
         "p2": pb.SearchRunsResponse(runs=[run_response("3" * 32).run], next_page_token="p3"),
         "p3": pb.SearchRunsResponse(runs=[]),
     }
-    client = client_with(SearchRuns=[lambda request: pages[request.page_token]] * 3)
+
+
+def stream_from(pages, fail_after=None):
+    """A SearchRunsStream answer: the pages from the request's token on, optionally dropping after some."""
+
+    def answer(request):
+        token, sent = request.page_token, 0
+        while True:
+            if sent == fail_after:
+                raise FakeRpcError(UNAVAILABLE, "connection reset")
+            page = pages[token]
+            yield page
+            sent += 1
+            token = page.next_page_token
+            if not token:
+                return
+
+    return answer
+
+
+def test_iter_runs_streams_every_page():
+    client = client_with(SearchRunsStream=[stream_from(run_pages())])
     assert [r.info.run_id[0] for r in client.iter_runs(["0"], page_size=2)] == ["1", "2", "3"]
-    assert [r.max_results for r in client._stub.requests["SearchRuns"]] == [2, 2, 2]
+    (request,) = client._stub.requests["SearchRunsStream"]
+    assert request.max_results == 2 and request.experiment_ids == ["0"]
+
+
+def test_iter_runs_resumes_after_the_last_page_received(sleeps):
+    pages = run_pages()
+    client = client_with(SearchRunsStream=[stream_from(pages, fail_after=1), stream_from(pages)])
+    assert [r.info.run_id[0] for r in client.iter_runs(["0"], page_size=2)] == ["1", "2", "3"]  # nothing twice
+    assert [r.page_token for r in client._stub.requests["SearchRunsStream"]] == ["", "p2"]
+    assert len(sleeps) == 1
 
 
 def test_iter_experiments_follows_page_tokens():

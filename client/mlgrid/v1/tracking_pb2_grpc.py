@@ -111,6 +111,11 @@ class TrackingServiceStub:
                 request_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
                 _registered_method=True)
+        self.SearchRunsStream = channel.unary_stream(
+                '/mlgrid.v1.TrackingService/SearchRunsStream',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
+                _registered_method=True)
         self.LogParam = channel.unary_unary(
                 '/mlgrid.v1.TrackingService/LogParam',
                 request_serializer=mlgrid_dot_v1_dot_tracking__pb2.LogParamRequest.SerializeToString,
@@ -253,6 +258,15 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchRunsStream(self, request, context):
+        """Every page of a search from page_token on, streamed (max_results is the
+        page size): the server prepares the next page while one is on the wire.
+        Each message carries the token that resumes after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LogParam(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -385,6 +399,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
             ),
             'SearchRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchRuns,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.SerializeToString,
+            ),
+            'SearchRunsStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.SearchRunsStream,
                     request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.FromString,
                     response_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.SerializeToString,
             ),
@@ -839,6 +858,33 @@ class TrackingService:
             request,
             target,
             '/mlgrid.v1.TrackingService/SearchRuns',
+            mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchRunsStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/SearchRunsStream',
             mlgrid_dot_v1_dot_tracking__pb2.SearchRunsRequest.SerializeToString,
             mlgrid_dot_v1_dot_tracking__pb2.SearchRunsResponse.FromString,
             options,

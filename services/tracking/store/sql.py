@@ -12,7 +12,7 @@ import time
 import uuid
 from types import SimpleNamespace
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import and_, delete, func, select, update
@@ -363,6 +363,27 @@ class SqlTrackingStore:
         if len(rows) > limit:
             response.next_page_token = encode_page_token(offset + limit)
         return response
+
+    async def search_runs_pages(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str,
+        view_type: int,
+        order_by: Sequence[str],
+        page_size: int,
+        page_token: str,
+    ) -> AsyncIterator[pb.SearchRunsResponse]:
+        """Every page from page_token on; the next page is read while the caller sends this one."""
+        args = (experiment_ids, filter_string, view_type, order_by, page_size)
+        pending = asyncio.ensure_future(self.search_runs(*args, page_token))
+        try:
+            while pending is not None:
+                page = await pending
+                pending = asyncio.ensure_future(self.search_runs(*args, page.next_page_token)) if page.next_page_token else None
+                yield page
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     async def _run_row(self, conn: AsyncConnection, run_id: str):
         row = (await conn.execute(select(runs).where(runs.c.run_uuid == run_id))).first()
