@@ -5,6 +5,7 @@ maps the same codes to MLflow's REST error codes.
 """
 import functools
 import inspect
+import logging
 
 import grpc
 
@@ -39,8 +40,19 @@ class ResourceExhausted(MlgridError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+log = logging.getLogger("mlgrid.errors")
+
+
+async def _abort(context, error: Exception, method_name: str):
+    if isinstance(error, MlgridError):
+        await context.abort(error.code, error.message)
+    log.exception("%s failed", method_name, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method_name} ({type(error).__name__}); see the server log")
+
+
 def grpc_errors(method):
-    """Turn MlgridError raised by a grpc.aio servicer method into its status."""
+    """Turn an exception raised by a grpc.aio servicer method into its status: MlgridError into its
+    own code and message, anything else into INTERNAL (logged with its traceback)."""
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
@@ -48,8 +60,10 @@ def grpc_errors(method):
             try:
                 async for item in method(self, request, context):
                     yield item
-            except MlgridError as e:
-                await context.abort(e.code, e.message)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every error becomes a status
+                await _abort(context, e, method.__name__)
 
         return stream_wrapper
 
@@ -57,7 +71,9 @@ def grpc_errors(method):
     async def wrapper(self, request, context):
         try:
             return await method(self, request, context)
-        except MlgridError as e:
-            await context.abort(e.code, e.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every error becomes a status
+            await _abort(context, e, method.__name__)
 
     return wrapper

@@ -402,3 +402,16 @@ async def test_max_results_bounds(store):
         await store.search_runs([], "", pb.ACTIVE_ONLY, [], 50_001, "")
     with pytest.raises(InvalidArgument, match="order"):
         await store.search_runs([], "", pb.ACTIVE_ONLY, ["metrics.m0 SIDEWAYS"], 10, "")
+
+
+async def test_oversize_ids_and_names_are_refused(store):
+    run_id = (await new_run(store)).info.run_id
+    with pytest.raises(InvalidArgument, match="limit is 64"):
+        await store.log_batch(run_id, [pb.Metric(key="m", value=1)], [], [], "r" * 65)
+    with pytest.raises(InvalidArgument, match="limit is 256"):
+        await store.create_run("0", "u" * 257, None, [], "")
+    with pytest.raises(InvalidArgument, match="limit is 950"):
+        await store.create_experiment(unique(), "s3://bucket/" + "x" * 940, {})
+    with pytest.raises(InvalidArgument, match="limit is 250"):
+        await store.create_run("0", "u", None, [], "n" * 251)
+    assert (await store.metric_history(run_id, "m"))[0].tolist() == []

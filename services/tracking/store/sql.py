@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -280,6 +280,7 @@ class SqlTrackingStore:
         self, experiment_id: str, user_id: str, start_time: int | None, run_tags: Iterable[pb.RunTag], run_name: str
     ) -> pb.Run:
         exp_id = validation.experiment_id(experiment_id or "0")
+        validation.user_id(user_id)
         tag_map = {}
         for tag in run_tags:
             tag_map[validation.key("tag", tag.key)] = validation.tag_value(tag.key, tag.value)
@@ -547,14 +548,14 @@ class SqlTrackingStore:
                 f"an IngestBatch may hold at most {validation.MAX_INGEST_POINTS_PER_BATCH} points; "
                 f"this one has {points}. Split it into several batches"
             )
-        if len(batch.params) > validation.MAX_PARAMS_PER_BATCH or len(batch.tags) > validation.MAX_TAGS_PER_BATCH:
-            validation.batch_sizes(0, len(batch.params), len(batch.tags))
+        validation.batch_sizes(0, len(batch.params), len(batch.tags))
         stored = await self._store_batch(batch.run_id, batch.batch_id, series, batch.params, batch.tags)
         return stored, points if stored else 0
 
     async def _store_batch(self, run_id, request_id, series, param_list, tag_list) -> bool:
         prepared = batch.prepare(series, param_list, tag_list)
         validation.run_id(run_id)
+        validation.request_id(request_id)
         if self._pg:
             stored = await self._pg.store_batch(run_id, request_id, prepared, now_ms())
             if stored is not None:

@@ -16,6 +16,9 @@ MAX_EXPERIMENT_NAME_LENGTH = 256
 MAX_RUN_NAME_LENGTH = 250
 MAX_RESULTS_LIMIT = 50_000
 MAX_INGEST_POINTS_PER_BATCH = 1_000_000
+MAX_REQUEST_ID_LENGTH = 64
+MAX_USER_ID_LENGTH = 256
+MAX_ARTIFACT_LOCATION_LENGTH = 950  # runs append /<run id>/artifacts within a 1000-character column
 
 # Letters (any script), digits, and _ - . space / : as MLflow allows.
 _KEY_PATTERN = re.compile(r"^[\w\-. /:]+$")
@@ -80,6 +83,20 @@ def run_name(value: str) -> str:
     return value
 
 
+def request_id(value: str) -> str:
+    if len(value) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidArgument(
+            f"request/batch id is {len(value)} characters; the limit is {MAX_REQUEST_ID_LENGTH} (a UUID is 32 or 36)"
+        )
+    return value
+
+
+def user_id(value: str) -> str:
+    if len(value) > MAX_USER_ID_LENGTH:
+        raise InvalidArgument(f"user id is {len(value)} characters; the limit is {MAX_USER_ID_LENGTH}")
+    return value
+
+
 def max_results(value: int, default: int = 1000) -> int:
     if value == 0:
         return default
@@ -104,6 +121,8 @@ def artifact_location(location: str, local_roots: list[str]) -> str:
     Rejects `..`, fragments, query strings and local paths outside the roots: such
     locations have been a path-traversal route in MLflow.
     """
+    if len(location) > MAX_ARTIFACT_LOCATION_LENGTH:
+        raise InvalidArgument(f"artifact location is {len(location)} characters; the limit is {MAX_ARTIFACT_LOCATION_LENGTH}")
     if "\x00" in location or "\\" in location:
         raise InvalidArgument(f"invalid artifact location {location!r}: NUL bytes and backslashes are not allowed")
     parsed = urlparse(location)
