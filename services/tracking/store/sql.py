@@ -425,13 +425,17 @@ class SqlTrackingStore:
         by_id = {run.info.run_id: run for run in found}
         ids = list(by_id)
         chunks = [ids[start : start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK)]
+        if not ids:
+            return found
         if self._pg:
-            # Chunks in flight together: the database answers one while this process builds another.
-            await asyncio.gather(*(self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk}) for chunk in chunks))
+            # Queries in flight together: the database answers one while this process builds another.
+            await asyncio.gather(
+                *(self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk}) for chunk in chunks),
+                self._load_inputs(conn, ids, by_id),
+            )
         else:
             for chunk in chunks:
                 await self._fill_run_data(conn, chunk, by_id)
-        if ids:
             await self._load_inputs(conn, ids, by_id)
         return found
 
