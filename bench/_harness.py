@@ -5,6 +5,7 @@ import contextlib
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,3 +137,15 @@ async def bulk_seed_runs(
     finally:
         await conn.close()
     return run_ids
+
+
+def latencies_ms(fn, repeats: int, warmup: int = 1) -> dict:
+    """p50 and p95 of `fn()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": round(statistics.median(timings), 2), "p95_ms": round(statistics.quantiles(timings, n=20)[-1], 2)}

@@ -10,13 +10,12 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import bulk_seed_runs, fresh_database, start_tracking  # noqa: E402
+from _harness import bulk_seed_runs, fresh_database, latencies_ms, start_tracking  # noqa: E402
 
 import mlgrid  # noqa: E402
 from mlgrid.v1 import tracking_pb2 as pb  # noqa: E402
@@ -101,18 +100,14 @@ def bench_history(client, run_id: str, points: int) -> dict:
 def bench_search(client, experiment_id: str, queries: int) -> dict:
     filter_string = "metrics.m1 > 0.5 and params.p2 = 'x'"
     order = ["metrics.m0 DESC"]
-    for _ in range(5):
-        client.search_runs([experiment_id], filter_string, max_results=100, order_by=order)
-    timings = []
-    for _ in range(queries):
-        started = time.perf_counter()
+
+    def search():
         found = client.search_runs([experiment_id], filter_string, max_results=100, order_by=order)
-        timings.append((time.perf_counter() - started) * 1000)
-    assert len(found) == 100
-    metric_m0 = [r.data.metrics["m0"] for r in found]
-    assert metric_m0 == sorted(metric_m0, reverse=True)
+        metric_m0 = [r.data.metrics["m0"] for r in found]
+        assert len(found) == 100 and metric_m0 == sorted(metric_m0, reverse=True)
+
     return {"runs": 10_000, "filter": filter_string, "order_by": order[0], "max_results": 100,
-            "p50_ms": round(statistics.median(timings), 2), "p95_ms": round(statistics.quantiles(timings, n=20)[-1], 2)}
+            **latencies_ms(search, queries, warmup=5)}
 
 
 def main() -> None:

@@ -12,12 +12,11 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import _plain, fresh_database, start_tracking  # noqa: E402
+from _harness import _plain, fresh_database, latencies_ms, start_tracking  # noqa: E402
 
 import asyncpg  # noqa: E402
 
@@ -112,16 +111,6 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
     return {"wide_experiment": str(wide_exp), "inputs_experiment": str(inputs_exp), **timings}
 
 
-def p50_ms(fn, repeats: int) -> float:
-    fn()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        timings.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(timings), 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
@@ -147,7 +136,7 @@ def main() -> None:
                 assert len(found) == 100 and all(r.data.tags["team"] == "a" for r in found)
 
             results["search_by_tag_all_experiments"] = {
-                "runs": sizes["runs_total"], "experiments": sizes["experiments"], "p50_ms": p50_ms(by_tag, 20)
+                "runs": sizes["runs_total"], "experiments": sizes["experiments"], **latencies_ms(by_tag, 20)
             }
 
             started = time.perf_counter()
@@ -165,7 +154,7 @@ def main() -> None:
                 assert len(found) == 100 and len(found[0].inputs.dataset_inputs) == sizes["inputs_per_run"]
 
             results["search_with_dataset_inputs"] = {
-                "dataset_inputs": sizes["input_runs"] * sizes["inputs_per_run"], "p50_ms": p50_ms(with_inputs, 20)
+                "dataset_inputs": sizes["input_runs"] * sizes["inputs_per_run"], **latencies_ms(with_inputs, 20)
             }
     print(json.dumps(results, indent=2))
 
