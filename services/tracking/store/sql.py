@@ -10,8 +10,8 @@ import math
 import random
 import time
 import uuid
-from types import SimpleNamespace
 from collections import defaultdict
+from types import SimpleNamespace
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import numpy as np
@@ -45,7 +45,6 @@ from services.tracking.store.search import experiment_search_select, fetch_run_p
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
 ID_CHUNK = 250  # runs per query when loading many runs
-_VIEW_STAGES = {pb.ACTIVE_ONLY: (ACTIVE,), pb.DELETED_ONLY: (DELETED,), pb.ALL: (ACTIVE, DELETED)}
 
 _ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
 _NOUNS = "ant bass bat bear bee carp cat colt crab crow deer dove duck eel elk fawn finch fox frog goat hare hawk hen lark lion lynx mole moth newt owl ram seal shrew slug snail swan toad wasp whale wolf wren yak".split()
@@ -73,10 +72,6 @@ def decode_page_token(token: str) -> int:
     except (ValueError, KeyError, TypeError):
         pass
     raise InvalidArgument(f"invalid page_token {token!r}: pass the next_page_token of the previous response unchanged")
-
-
-def _view_stages(view_type: int) -> tuple[str, ...]:
-    return _VIEW_STAGES.get(view_type or pb.ACTIVE_ONLY, (ACTIVE,))
 
 
 class SqlTrackingStore:
