@@ -59,6 +59,13 @@ def _start_throwaway_postgres(tmp: str) -> tuple[str, object]:
             "or install the binaries (apt-get install postgresql) so the tests can start their own.",
             returncode=3,
         )
+    if os.geteuid() == 0:
+        pytest.exit(
+            f"PostgreSQL does not answer at {DEFAULT_PG_URL}, and as root the tests cannot start a private server "
+            "(PostgreSQL refuses to run as root). Start the machine's server (pg_ctlcluster <version> main start; "
+            ".ci/run does this) or set TEST_DATABASE_URL.",
+            returncode=3,
+        )
     port = free_port()
     executor = PostgreSQLExecutor(
         executable=pg_ctl, host="127.0.0.1", port=port, datadir=os.path.join(tmp, "data"),
