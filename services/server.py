@@ -5,7 +5,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from services.common.config import StoreConfig
+from services.common.config import ServerConfig, StoreConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_until_stopped
 from services.tracking.service import tracking_service
@@ -29,7 +29,8 @@ def run(
 
     async def main() -> None:
         services = [await tracking_service(config)]
-        await run_until_stopped(services, host, grpc_port, http_port, grace_seconds=10)
+        grace = ServerConfig.from_env().shutdown_grace_seconds  # MLGRID_SHUTDOWN_GRACE_SECONDS
+        await run_until_stopped(services, host, grpc_port, http_port, grace)
 
     try:
         asyncio.run(main())

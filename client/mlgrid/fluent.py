@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import itertools
 import logging
 import os
 import subprocess
@@ -237,18 +238,11 @@ def search_runs(
     order_by: list[str] | None = None,
 ) -> list[Run]:
     """Up to max_results matching runs of `experiment_ids` (default: the active experiment)."""
-    client = _get_client()
-    experiment_ids = experiment_ids or [_experiment_id_for_runs()]
-    runs: list[Run] = []
-    token = None
-    while len(runs) < max_results:
-        page_size = min(max_results - len(runs), SEARCH_PAGE_SIZE)
-        page = client.search_runs(experiment_ids, filter_string, run_view_type, page_size, order_by, token)
-        runs.extend(page)
-        token = page.token
-        if token is None:
-            break
-    return runs
+    runs = _get_client().iter_runs(
+        experiment_ids or [_experiment_id_for_runs()], filter_string, run_view_type, order_by,
+        page_size=min(max_results, SEARCH_PAGE_SIZE),
+    )
+    return list(itertools.islice(runs, max_results))
 
 
 def _active_run_id() -> str:

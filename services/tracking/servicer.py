@@ -1,12 +1,10 @@
 """TrackingService over gRPC: a thin adapter from wire messages to the store."""
-import time
-
 from prometheus_client import Counter
 
 from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.errors import InvalidArgument, MlgridError, grpc_errors
-from services.tracking.store.sql import ACTIVE, DELETED, SqlTrackingStore
+from services.tracking.store.sql import ACTIVE, DELETED, SqlTrackingStore, now_ms
 
 METRIC_POINTS = Counter("mlgrid_tracking_metric_points_total", "Metric points stored")
 PARAMS_LOGGED = Counter("mlgrid_tracking_params_total", "Params logged (including repeats of the same value)")
@@ -16,10 +14,6 @@ DEFAULT_HISTORY_PAGE = 100_000
 MAX_HISTORY_PAGE = 1_000_000
 MAX_BULK_RUNS = 100
 EMPTY = pb.Empty()
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _page_size(requested: int) -> int:
@@ -151,7 +145,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     @grpc_errors
     async def LogMetric(self, request, context):
-        timestamp = request.timestamp if request.HasField("timestamp") else _now_ms()
+        timestamp = request.timestamp if request.HasField("timestamp") else now_ms()
         await self.store.log_metric(request.run_id, request.key, request.value, timestamp, request.step)
         METRIC_POINTS.inc()
         return EMPTY

@@ -92,6 +92,15 @@ class InMemoryTracking:
         end = start + max_results
         return PagedList([self.get_run(r) for r in matching[start:end]], str(end) if end < len(matching) else None)
 
+    def iter_runs(self, experiment_ids, filter_string="", run_view_type=1, order_by=None, page_size=1000):
+        token = None
+        while True:
+            page = self.search_runs(experiment_ids, filter_string, run_view_type, page_size, order_by, token)
+            yield from page
+            token = page.token
+            if token is None:
+                return
+
     def ingest(self, batches, timeout=None):
         self.calls.append(("ingest",))
         for batch in batches:
@@ -278,7 +287,7 @@ def test_search_runs_reads_pages_up_to_max_results(tracking, monkeypatch):
             pass
     assert len(mlgrid.search_runs()) == 5
     assert len(mlgrid.search_runs(["0"], max_results=3)) == 3
-    assert [c[1:] for c in tracking.calls if c[0] == "search_runs"][-2:] == [(2, None), (1, "2")]
+    assert [c[1:] for c in tracking.calls if c[0] == "search_runs"][-2:] == [(2, None), (2, "2")]
 
 
 def test_active_runs_are_per_thread(tracking):
