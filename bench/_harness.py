@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from services.tracking.migrations import upgrade  # noqa: E402
+from services.tracking.store import run_data_fields  # noqa: E402
 
 
 def _plain(url: str) -> str:
@@ -109,29 +110,35 @@ async def bulk_seed_runs(
                 for i, rid in enumerate(run_ids)
             ],
         )
+        param_rows = [
+            (rid, f"p{k}", rng.choice("xy") if k == 2 else f"value-{rng.randrange(1000)}")
+            for rid in run_ids
+            for k in range(params)
+        ]
         await conn.copy_records_to_table(
             "params",
-            columns=["run_uuid", "key", "value"],
-            records=[
-                (rid, f"p{k}", rng.choice("xy") if k == 2 else f"value-{rng.randrange(1000)}")
-                for rid in run_ids
-                for k in range(params)
-            ],
+            columns=["run_uuid", "key", "value", "encoded"],
+            records=[(*row, run_data_fields.param(*row[1:])) for row in param_rows],
         )
+        metric_rows = [(rid, f"m{k}", rng.random()) for rid in run_ids for k in range(metrics)]
         await conn.copy_records_to_table(
             "latest_metrics",
-            columns=["run_uuid", "key", "value", "is_nan", "timestamp", "step"],
-            records=[(rid, f"m{k}", rng.random(), False, start_time, 0) for rid in run_ids for k in range(metrics)],
+            columns=["run_uuid", "key", "value", "is_nan", "timestamp", "step", "encoded"],
+            records=[
+                (rid, key, value, False, start_time, 0, run_data_fields.metric(key, value, start_time, 0))
+                for rid, key, value in metric_rows
+            ],
         )
+        tag_rows = [
+            row
+            for i, rid in enumerate(run_ids)
+            for row in [(rid, "mlflow.runName", f"run-{i}"), (rid, "team", rng.choice(tag_values))]
+            + [(rid, f"t{k}", f"tag-{rng.randrange(100)}") for k in range(tags)]
+        ]
         await conn.copy_records_to_table(
             "tags",
-            columns=["run_uuid", "key", "value"],
-            records=[
-                row
-                for i, rid in enumerate(run_ids)
-                for row in [(rid, "mlflow.runName", f"run-{i}"), (rid, "team", rng.choice(tag_values))]
-                + [(rid, f"t{k}", f"tag-{rng.randrange(100)}") for k in range(tags)]
-            ],
+            columns=["run_uuid", "key", "value", "encoded"],
+            records=[(*row, run_data_fields.tag(*row[1:])) for row in tag_rows],
         )
         await conn.execute("ANALYZE")
     finally:

@@ -21,6 +21,7 @@ from _harness import _plain, fresh_database, latencies_ms, start_tracking  # noq
 import asyncpg  # noqa: E402
 
 import mlgrid  # noqa: E402
+from services.tracking.store import run_data_fields  # noqa: E402
 
 T0 = 1_700_000_000_000
 
@@ -43,11 +44,12 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
                FROM generate_series(0, $1 - 1) i""",
             runs_total, experiments, T0,
         )
+        teams = list("abcdefghij")
         await conn.execute(
-            """INSERT INTO tags (run_uuid, key, value)
-               SELECT md5('run' || i), 'team', (ARRAY['a','b','c','d','e','f','g','h','i','j'])[1 + i % 10]
+            """INSERT INTO tags (run_uuid, key, value, encoded)
+               SELECT md5('run' || i), 'team', ($2::text[])[1 + i % 10], ($3::bytea[])[1 + i % 10]
                FROM generate_series(0, $1 - 1) i""",
-            runs_total,
+            runs_total, teams, [run_data_fields.tag("team", t) for t in teams],
         )
         timings["seed_runs_s"] = round(time.perf_counter() - started, 1)
 
@@ -64,18 +66,21 @@ async def seed(db_url: str, runs_total: int, experiments: int, wide_runs: int, i
                FROM generate_series(0, $1 - 1) i""",
             wide_runs, wide_exp, T0,
         )
-        for table, value in (("params", "'value-' || k"), ("tags", "'tag-value-' || k")):
+        # The same 100 keys and values in every run, so their encodings are made once here.
+        for table, encode, value in (("params", run_data_fields.param, "value-"), ("tags", run_data_fields.tag, "tag-value-")):
+            keys, values = [f"{table[0]}{k}" for k in range(100)], [f"{value}{k}" for k in range(100)]
             await conn.execute(
-                f"""INSERT INTO {table} (run_uuid, key, value)
-                    SELECT md5('wide' || i), '{table[0]}' || k, {value}
-                    FROM generate_series(0, $1 - 1) i, generate_series(0, 99) k""",
-                wide_runs,
+                f"""INSERT INTO {table} (run_uuid, key, value, encoded)
+                    SELECT md5('wide' || i), e.* FROM generate_series(0, $1 - 1) i,
+                    unnest($2::text[], $3::text[], $4::bytea[]) e""",
+                wide_runs, keys, values, [encode(k, v) for k, v in zip(keys, values)],
             )
+        keys, values = [f"m{k}" for k in range(100)], [k / 100 for k in range(100)]
         await conn.execute(
-            """INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step)
-               SELECT md5('wide' || i), 'm' || k, random(), false, $2::bigint, 100
-               FROM generate_series(0, $1 - 1) i, generate_series(0, 99) k""",
-            wide_runs, T0,
+            """INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step, encoded)
+               SELECT md5('wide' || i), e.key, e.value, false, $4::bigint, 100, e.encoded FROM generate_series(0, $1 - 1) i,
+               unnest($2::text[], $3::float8[], $5::bytea[]) e(key, value, encoded)""",
+            wide_runs, keys, values, T0, [run_data_fields.metric(k, v, T0, 100) for k, v in zip(keys, values)],
         )
         timings["seed_wide_s"] = round(time.perf_counter() - started, 1)
 

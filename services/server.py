@@ -1,13 +1,12 @@
 """`mlgrid server`: every service in one process, on an embedded default
 (SQLite file + local artifact folder) — the same servicers that run as
 separate pods in the cluster."""
-import asyncio
 import sys
 from pathlib import Path
 
 from services.common.config import ServerConfig, StoreConfig
 from services.common.errors import MlgridError
-from services.common.server import configure_logging, run_until_stopped
+from services.common.server import configure_logging, run_event_loop, run_until_stopped
 from services.tracking.service import tracking_service
 
 
@@ -33,6 +32,6 @@ def run(
         await run_until_stopped(services, host, grpc_port, http_port, grace)
 
     try:
-        asyncio.run(main())
+        run_event_loop(main())
     except MlgridError as e:
         sys.exit(f"mlgrid server: {e.message}")

@@ -1,10 +1,9 @@
 """`python -m services.tracking`: the tracking service alone, configured from the environment."""
-import asyncio
 import sys
 
 from services.common.config import ServerConfig, StoreConfig
 from services.common.errors import MlgridError
-from services.common.server import configure_logging, run_until_stopped
+from services.common.server import configure_logging, run_event_loop, run_until_stopped
 from services.tracking.service import tracking_service
 
 
@@ -17,6 +16,6 @@ async def main() -> None:
 if __name__ == "__main__":
     configure_logging()
     try:
-        asyncio.run(main())
+        run_event_loop(main())
     except MlgridError as e:
         sys.exit(f"mlgrid tracking: {e.message}")

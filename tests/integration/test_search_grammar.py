@@ -4,6 +4,7 @@ The result tests run the same cases on an in-memory SQLite database and on a
 temporary PostgreSQL database created for this module (TEST_DATABASE_URL, or
 the local server) and dropped at its end.
 """
+import math
 import os
 import uuid
 
@@ -25,6 +26,7 @@ from services.tracking.store.schema import (
     runs,
     tags,
 )
+from services.tracking.store import run_data_fields
 from services.tracking.store.search import experiment_search_select, fetch_run_page, run_search_phases
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -174,11 +176,12 @@ async def seed(engine) -> None:
             for r, name, e, user, status, start, end, stage in RUNS
         ])
         await conn.execute(insert(latest_metrics), [
-            dict(run_uuid=r, key=k, value=0.0 if v is None else v, is_nan=v is None, timestamp=0, step=0)
+            dict(run_uuid=r, key=k, value=0.0 if v is None else v, is_nan=v is None, timestamp=0, step=0,
+                 encoded=run_data_fields.metric(k, math.nan if v is None else v, 0, 0))
             for r, k, v in METRICS
         ])
-        await conn.execute(insert(params), [dict(run_uuid=r, key=k, value=v) for r, k, v in PARAMS])
-        await conn.execute(insert(tags), [dict(run_uuid=r, key=k, value=v) for r, k, v in TAGS])
+        await conn.execute(insert(params), [dict(run_uuid=r, key=k, value=v, encoded=run_data_fields.param(k, v)) for r, k, v in PARAMS])
+        await conn.execute(insert(tags), [dict(run_uuid=r, key=k, value=v, encoded=run_data_fields.tag(k, v)) for r, k, v in TAGS])
 
 
 async def admin(sql: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.errors import InvalidArgument
-from services.tracking.store import metric_codec, validation
+from services.tracking.store import metric_codec, run_data_fields, validation
 
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -15,8 +15,9 @@ RUN_NAME_TAG = "mlflow.runName"
 class PreparedBatch:
     # (key, n, step_data, timestamp_data, value_data) per series
     chunks: list[tuple[str, int, bytes, bytes, bytes]] = field(default_factory=list)
-    # (key, value, is_nan, timestamp, step): the latest point of each series; NaN stored as 0 + is_nan
-    latest: list[tuple[str, float, bool, int, int]] = field(default_factory=list)
+    # (key, value, is_nan, timestamp, step, encoded): the latest point of each series;
+    # NaN stored as 0 + is_nan, encoded as run_data_fields.metric
+    latest: list[tuple[str, float, bool, int, int, bytes]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -43,7 +44,9 @@ def prepare(series, param_list, tag_list) -> PreparedBatch:
             i = metric_codec.latest_index(np.frombuffer(step_data, "<i8"), np.frombuffer(timestamp_data, "<i8"))
         value = values[i]
         is_nan = math.isnan(value)
-        batch.latest.append((key, 0.0 if is_nan else value, is_nan, timestamps[i], steps[i]))
+        timestamp, step = timestamps[i], steps[i]
+        encoded = run_data_fields.metric(key, value, timestamp, step)
+        batch.latest.append((key, 0.0 if is_nan else value, is_nan, timestamp, step, encoded))
     return batch
 
 

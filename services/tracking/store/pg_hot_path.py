@@ -9,9 +9,9 @@ import math
 import struct
 
 import asyncpg
-import orjson
 from sqlalchemy.engine import make_url
 
+from services.tracking.store import run_data_fields
 from services.tracking.store.batch import RUN_NAME_TAG, PreparedBatch, params_to_insert
 
 # One statement, one round trip: append the point if the run is active, and
@@ -24,10 +24,11 @@ WITH run AS (
     SELECT run_uuid, $2, 1, $7, $8, $9 FROM run
     RETURNING 1
 ), latest AS (
-    INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step)
-    SELECT run_uuid, $2, $5, $6, $4, $3 FROM run
+    INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step, encoded)
+    SELECT run_uuid, $2, $5, $6, $4, $3, $10 FROM run
     ON CONFLICT (run_uuid, key) DO UPDATE
-        SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step
+        SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step,
+            encoded = excluded.encoded
         WHERE excluded.step > lm.step OR (excluded.step = lm.step AND excluded.timestamp >= lm.timestamp)
     RETURNING 1
 )
@@ -35,25 +36,22 @@ SELECT count(*) FROM chunk
 """
 
 
-# Params, tags and latest metrics of many runs, a row per run instead of ~300:
-# key/value maps aggregated to JSON (decoded by orjson), metrics as arrays.
-_KEY_VALUES = """
-SELECT run_uuid, json_object_agg(key, value)::text FROM {table} WHERE run_uuid = ANY($1::text[]) GROUP BY run_uuid
-"""
-_LATEST_METRICS = """
-SELECT run_uuid, array_agg(key), array_agg(value), array_agg(timestamp), array_agg(step), array_agg(is_nan)
-FROM latest_metrics WHERE run_uuid = ANY($1::text[]) GROUP BY run_uuid
+# Params, tags or latest metrics of many runs, a row per run instead of ~100:
+# the encoded rows of each run concatenated, a serialized RunData.
+_RUN_DATA = """
+SELECT run_uuid, string_agg(encoded, ''::bytea) FROM {table} WHERE run_uuid = ANY($1::text[]) GROUP BY run_uuid
 """
 
 _BATCH_ID = "INSERT INTO ingest_batches (batch_id, run_uuid, created_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
 _EXISTING_PARAMS = "SELECT key, value FROM params WHERE run_uuid = $1 AND key = ANY($2::text[])"
 _INSERT_PARAMS = """
-INSERT INTO params (run_uuid, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[]) ON CONFLICT DO NOTHING
+INSERT INTO params (run_uuid, key, value, encoded) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[])
+ON CONFLICT DO NOTHING
 RETURNING key
 """
 _UPSERT_TAGS = """
-INSERT INTO tags (run_uuid, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])
-ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value
+INSERT INTO tags (run_uuid, key, value, encoded) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[])
+ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, encoded = excluded.encoded
 """
 _RUN_NAME = "UPDATE runs SET name = $2 WHERE run_uuid = $1"
 _INSERT_CHUNKS = """
@@ -61,10 +59,11 @@ INSERT INTO metric_chunks (run_uuid, key, n, step_data, timestamp_data, value_da
 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bytea[], $5::bytea[], $6::bytea[])
 """
 _UPSERT_LATEST = """
-INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step)
-SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[])
+INSERT INTO latest_metrics AS lm (run_uuid, key, value, is_nan, timestamp, step, encoded)
+SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::bool[], $5::int8[], $6::int8[], $7::bytea[])
 ON CONFLICT (run_uuid, key) DO UPDATE
-    SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step
+    SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step,
+        encoded = excluded.encoded
     WHERE excluded.step > lm.step OR (excluded.step = lm.step AND excluded.timestamp >= lm.timestamp)
 """
 
@@ -91,7 +90,8 @@ class PgHotPath:
         dsn = make_url(uri).set(drivername="postgresql").render_as_string(hide_password=False)
         settings = {} if synchronous_commit else {"synchronous_commit": "off"}
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=pool_size, reset=_keep_session, server_settings=settings
+            dsn, min_size=1, max_size=pool_size, reset=_keep_session, server_settings=settings,
+            max_inactive_connection_lifetime=0,
         )
         return cls(pool)
 
@@ -105,6 +105,7 @@ class PgHotPath:
             stored = await conn.fetchval(
                 _LOG_METRIC, run_id, key, step, timestamp, 0.0 if is_nan else value, is_nan,
                 _INT64.pack(step), _INT64.pack(timestamp), _FLOAT64.pack(value),
+                run_data_fields.metric(key, value, timestamp, step),
             )
         return stored == 1
 
@@ -121,12 +122,18 @@ class PgHotPath:
                 existing = dict(await conn.fetch(_EXISTING_PARAMS, run_id, list(prepared.params)))
                 fresh = params_to_insert(run_id, existing, prepared.params)
                 if fresh:
-                    inserted = await conn.fetch(_INSERT_PARAMS, run_id, list(fresh), list(fresh.values()))
+                    inserted = await conn.fetch(
+                        _INSERT_PARAMS, run_id, list(fresh), list(fresh.values()),
+                        [run_data_fields.param(k, v) for k, v in fresh.items()],
+                    )
                     if len(inserted) < len(fresh):  # a concurrent call logged some of them: same values?
                         raced = dict(await conn.fetch(_EXISTING_PARAMS, run_id, list(fresh)))
                         params_to_insert(run_id, raced, fresh)
             if prepared.tags:
-                await conn.execute(_UPSERT_TAGS, run_id, list(prepared.tags), list(prepared.tags.values()))
+                await conn.execute(
+                    _UPSERT_TAGS, run_id, list(prepared.tags), list(prepared.tags.values()),
+                    [run_data_fields.tag(k, v) for k, v in prepared.tags.items()],
+                )
                 if RUN_NAME_TAG in prepared.tags:
                     await conn.execute(_RUN_NAME, run_id, prepared.tags[RUN_NAME_TAG])
             if prepared.chunks:
@@ -146,18 +153,10 @@ class PgHotPath:
         """Set params, tags and latest metrics on the pb.Run values of `by_id` (keyed by run id).
 
         The three queries run concurrently on separate connections, so the
-        database works on one while this process decodes another."""
+        database works on one while this process parses another."""
         run_ids = list(by_id)
-        param_rows, tag_rows, metric_rows = await asyncio.gather(
-            self._fetch(_KEY_VALUES.format(table="params"), run_ids),
-            self._fetch(_KEY_VALUES.format(table="tags"), run_ids),
-            self._fetch(_LATEST_METRICS, run_ids),
-        )
-        for run_uuid, params_json in param_rows:
-            by_id[run_uuid].data.params.update(orjson.loads(params_json))
-        for run_uuid, tags_json in tag_rows:
-            by_id[run_uuid].data.tags.update(orjson.loads(tags_json))
-        for run_uuid, keys, values, timestamps, steps, nans in metric_rows:
-            add = by_id[run_uuid].data.metrics.add
-            for key, value, timestamp, step, is_nan in zip(keys, values, timestamps, steps, nans):
-                add(key=key, value=math.nan if is_nan else value, timestamp=timestamp, step=step)
+        for rows in await asyncio.gather(
+            *(self._fetch(_RUN_DATA.format(table=table), run_ids) for table in ("params", "tags", "latest_metrics"))
+        ):
+            for run_uuid, encoded in rows:
+                by_id[run_uuid].data.MergeFromString(encoded)

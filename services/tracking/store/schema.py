@@ -87,6 +87,8 @@ params = Table(
     Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("value", Text, nullable=False),
+    # The row as a RunData field (see run_data_fields): a run's rows concatenated are its RunData.
+    Column("encoded", LargeBinary, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
 )
 Index("ix_params_key_value", params.c.key, func.substr(params.c.value, 1, VALUE_INDEX_PREFIX))
@@ -97,6 +99,8 @@ tags = Table(
     Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
     Column("key", String(250), nullable=False),
     Column("value", Text, nullable=False),
+    # The row as a RunData field (see run_data_fields): a run's rows concatenated are its RunData.
+    Column("encoded", LargeBinary, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
 )
 Index("ix_tags_key_value", tags.c.key, func.substr(tags.c.value, 1, VALUE_INDEX_PREFIX))
@@ -111,11 +115,13 @@ latest_metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     Column("timestamp", Int64, nullable=False),
     Column("step", Int64, nullable=False),
+    # The row as a RunData field (see run_data_fields): a run's rows concatenated are its RunData.
+    Column("encoded", LargeBinary, nullable=False),
     PrimaryKeyConstraint("run_uuid", "key"),
     Index("ix_latest_metrics_key_value", "key", "value"),
     # On PostgreSQL only (the migration skips it on SQLite, which has no INCLUDE):
     # reading the latest metrics of many runs becomes an index-only scan.
-    Index("ix_latest_metrics_run_cover", "run_uuid", "key", postgresql_include=["value", "is_nan", "timestamp", "step"]),
+    Index("ix_latest_metrics_run_cover", "run_uuid", "key", postgresql_include=["value", "is_nan", "encoded"]),
 )
 
 metric_chunks = Table(

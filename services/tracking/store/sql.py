@@ -6,7 +6,6 @@ domain types of the service: the servicer passes them through untouched.
 import asyncio
 import base64
 import json
-import math
 import random
 import time
 import uuid
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import batch, metric_codec, validation
+from services.tracking.store import batch, metric_codec, run_data_fields, validation
 from services.tracking.store.batch import RUN_NAME_TAG
 from services.tracking.store.schema import (
     datasets,
@@ -298,7 +297,10 @@ class SqlTrackingStore:
                 "artifact_uri": f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts",
             }
             await conn.execute(runs.insert().values(**row))
-            await conn.execute(tags.insert(), [{"run_uuid": run_uuid, "key": k, "value": v} for k, v in tag_map.items()])
+            await conn.execute(
+                tags.insert(),
+                [{"run_uuid": run_uuid, "key": k, "value": v, "encoded": run_data_fields.tag(k, v)} for k, v in tag_map.items()],
+            )
         run = pb.Run(info=self._run_info(SimpleNamespace(**row)))
         run.data.tags.update(tag_map)
         return run
@@ -436,21 +438,12 @@ class SqlTrackingStore:
 
     async def _fill_run_data(self, conn: AsyncConnection, chunk: list[str], by_id: dict[str, pb.Run]) -> None:
         """Params, tags and latest metrics of the runs in `chunk` (the portable path; PostgreSQL has its own)."""
-        for table, field in ((params, "params"), (tags, "tags")):
-            grouped = defaultdict(dict)
-            for run_uuid, key, value in await conn.execute(
-                select(table.c.run_uuid, table.c.key, table.c.value).where(table.c.run_uuid.in_(chunk))
-            ):
-                grouped[run_uuid][key] = value
-            for run_uuid, values in grouped.items():
-                getattr(by_id[run_uuid].data, field).update(values)
-        lm = latest_metrics.c
-        for run_uuid, key, value, is_nan, timestamp, step in await conn.execute(
-            select(lm.run_uuid, lm.key, lm.value, lm.is_nan, lm.timestamp, lm.step).where(lm.run_uuid.in_(chunk))
-        ):
-            by_id[run_uuid].data.metrics.add(
-                key=key, value=math.nan if is_nan else value, timestamp=timestamp, step=step
-            )
+        encoded = defaultdict(list)
+        for table in (params, tags, latest_metrics):
+            for run_uuid, field in await conn.execute(select(table.c.run_uuid, table.c.encoded).where(table.c.run_uuid.in_(chunk))):
+                encoded[run_uuid].append(field)
+        for run_uuid, fields in encoded.items():
+            by_id[run_uuid].data.MergeFromString(b"".join(fields))
 
     async def _load_inputs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
         if self._pg:
@@ -593,7 +586,7 @@ class SqlTrackingStore:
             try:
                 await conn.execute(
                     self._insert(params).on_conflict_do_nothing(index_elements=["run_uuid", "key"]),
-                    [{"run_uuid": run_id, "key": k, "value": v} for k, v in fresh.items()],
+                    [{"run_uuid": run_id, "key": k, "value": v, "encoded": run_data_fields.param(k, v)} for k, v in fresh.items()],
                 )
             except IntegrityError:
                 raise InvalidArgument(f"params of run {run_id} changed concurrently; retry the call") from None
@@ -601,8 +594,10 @@ class SqlTrackingStore:
     async def _upsert_tags(self, conn: AsyncConnection, run_id: str, tag_map: dict[str, str]) -> None:
         stmt = self._insert(tags)
         await conn.execute(
-            stmt.on_conflict_do_update(index_elements=["run_uuid", "key"], set_={"value": stmt.excluded.value}),
-            [{"run_uuid": run_id, "key": k, "value": v} for k, v in tag_map.items()],
+            stmt.on_conflict_do_update(
+                index_elements=["run_uuid", "key"], set_={"value": stmt.excluded.value, "encoded": stmt.excluded.encoded}
+            ),
+            [{"run_uuid": run_id, "key": k, "value": v, "encoded": run_data_fields.tag(k, v)} for k, v in tag_map.items()],
         )
         if RUN_NAME_TAG in tag_map:
             await conn.execute(update(runs).where(runs.c.run_uuid == run_id).values(name=tag_map[RUN_NAME_TAG]))
@@ -610,7 +605,7 @@ class SqlTrackingStore:
     async def _write_series(self, conn: AsyncConnection, run_id: str, prepared: batch.PreparedBatch) -> None:
         """Append the batch's chunks and advance latest_metrics where its points are newer."""
         chunk_columns = ("key", "n", "step_data", "timestamp_data", "value_data")
-        latest_columns = ("key", "value", "is_nan", "timestamp", "step")
+        latest_columns = ("key", "value", "is_nan", "timestamp", "step", "encoded")
         await conn.execute(
             metric_chunks.insert(), [{"run_uuid": run_id, **dict(zip(chunk_columns, c))} for c in prepared.chunks]
         )

@@ -1,0 +1,88 @@
+"""Schema migrations on SQLite and on a real PostgreSQL: data written under an
+older revision reads back the same after `mlgrid db upgrade`."""
+import math
+import uuid
+
+import asyncpg
+import pytest
+from conftest import in_thread, store_config
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mlgrid.v1 import tracking_pb2 as pb
+from services.common.db import async_url
+from services.tracking.migrations import upgrade
+from services.tracking.service import open_store
+
+RUNS = 101  # 10,100 params: more than one backfill batch of 10,000
+LONG = "é" * 300  # a length that takes a two-byte varint
+OLD_TAGS = {"mlflow.runName": "old run", "note": LONG, "empty": "", "ключ": "значение"}
+OLD_METRICS = {"loss": (0.25, 1_700_000_000_000, 7), "nan": (math.nan, 5, -(2**63)), "inf": (math.inf, -1, 2**63 - 1)}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def empty_database(request, tmp_path, pg_url):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = f"mlgrid_migration_{uuid.uuid4().hex[:12]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+async def write_revision_0001_rows(uri: str) -> list[str]:
+    engine = create_async_engine(async_url(uri))
+    run_ids = [uuid.uuid4().hex for _ in range(RUNS)]
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, "
+            "last_update_time) VALUES (1, 'old', 'mlgrid-artifacts:/1', 'active', 0, 0)"
+        ))
+        await conn.execute(
+            text("INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, lifecycle_stage, "
+                 "artifact_uri) VALUES (:r, 'old run', 1, 'u', 'FINISHED', 0, 'active', 'mlgrid-artifacts:/1/x')"),
+            [{"r": r} for r in run_ids],
+        )
+        await conn.execute(
+            text("INSERT INTO params (run_uuid, key, value) VALUES (:r, :k, :v)"),
+            [{"r": r, "k": f"p{i}", "v": f"v{i}"} for r in run_ids for i in range(100)],
+        )
+        await conn.execute(
+            text("INSERT INTO tags (run_uuid, key, value) VALUES (:r, :k, :v)"),
+            [{"r": run_ids[0], "k": k, "v": v} for k, v in OLD_TAGS.items()],
+        )
+        await conn.execute(
+            text("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) "
+                 "VALUES (:r, :k, :v, :n, :t, :s)"),
+            [{"r": run_ids[0], "k": k, "v": 0.0 if math.isnan(v) else v, "n": math.isnan(v), "t": t, "s": s}
+             for k, (v, t, s) in OLD_METRICS.items()],
+        )
+    await engine.dispose()
+    return run_ids
+
+
+async def test_upgrade_from_0001_keeps_every_param_tag_and_metric(empty_database, artifact_root):
+    in_thread(upgrade, empty_database, "0001")
+    run_ids = await write_revision_0001_rows(empty_database)
+    in_thread(upgrade, empty_database)
+
+    store = await open_store(store_config(empty_database, artifact_root))  # refuses anything but head
+    try:
+        first = await store.get_run(run_ids[0])
+        assert dict(first.data.tags) == OLD_TAGS
+        assert dict(first.data.params) == {f"p{i}": f"v{i}" for i in range(100)}
+        metrics = {m.key: (m.value, m.timestamp, m.step) for m in first.data.metrics}
+        assert metrics.keys() == OLD_METRICS.keys() and math.isnan(metrics.pop("nan")[0])
+        assert metrics == {k: v for k, v in OLD_METRICS.items() if k != "nan"}
+        last = await store.get_run(run_ids[-1])
+        assert dict(last.data.params) == {f"p{i}": f"v{i}" for i in range(100)}
+        # Written after the upgrade, read with the old rows.
+        await store.log_batch(run_ids[-1], [], [], [pb.RunTag(key="new", value="tag")], "")
+        assert dict((await store.get_run(run_ids[-1])).data.tags) == {"new": "tag"}
+    finally:
+        await store.close()
