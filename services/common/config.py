@@ -66,6 +66,8 @@ class StoreConfig:
     # flushed (about twice the unary rate); a database crash, not a restart of
     # mlgrid, can then lose the last fraction of a second of them.
     metrics_synchronous_commit: bool = True
+    # How long the ids of stored batches are kept, so that a retried batch is not stored twice.
+    ingest_dedup_hours: int = 168
 
     @classmethod
     def from_env(cls) -> "StoreConfig":
@@ -76,4 +78,5 @@ class StoreConfig:
             db_pool_size=env_int("MLGRID_DB_POOL_SIZE", 10),
             db_auto_init=env_bool("MLGRID_DB_AUTO_INIT", True),
             metrics_synchronous_commit=env_bool("MLGRID_METRICS_SYNCHRONOUS_COMMIT", True),
+            ingest_dedup_hours=env_int("MLGRID_INGEST_DEDUP_HOURS", 168),
         )

@@ -1,4 +1,5 @@
 """The tracking store on SQLite and on a real PostgreSQL: semantics and bad input."""
+import asyncio
 import math
 
 import pytest
@@ -6,7 +7,7 @@ from conftest import unique
 
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store.sql import ACTIVE, DELETED
+from services.tracking.store.sql import ACTIVE, DELETED, now_ms
 
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 
@@ -347,6 +348,19 @@ async def test_ingest_batches_are_stored_once(store):
         await store.ingest(pb.IngestBatch(batch_id="b2", run_id=run_id, metrics=[pb.MetricSeries(key="x", steps=[1], values=[1, 2])]))
     with pytest.raises(InvalidArgument, match="batch_id"):
         await store.ingest(pb.IngestBatch(run_id=run_id))
+
+
+async def test_old_batch_ids_are_forgotten_and_recent_ones_kept(store):
+    run_id = (await new_run(store)).info.run_id
+    old, recent = (pb.IngestBatch(batch_id=f"{run_id}-{name}", run_id=run_id, metrics=[
+        pb.MetricSeries(key=name, steps=[1], timestamps=[1], values=[1.0])]) for name in ("old", "recent"))
+    assert await store.ingest(old) == (True, 1)
+    cutoff = now_ms() + 1
+    await asyncio.sleep(0.01)
+    assert await store.ingest(recent) == (True, 1)
+    assert await store.prune_batch_ids(cutoff) >= 1
+    assert await store.ingest(recent) == (False, 0)  # still remembered
+    assert await store.ingest(old) == (True, 1)  # forgotten: a retry this late is stored again
 
 
 async def test_log_inputs(store):

@@ -6,6 +6,7 @@ domain types of the service: the servicer passes them through untouched.
 import asyncio
 import base64
 import json
+import logging
 import random
 import time
 import uuid
@@ -40,6 +41,8 @@ from services.tracking.store.schema import (
 )
 from services.tracking.store.pg_hot_path import PgHotPath
 from services.tracking.store.search import experiment_search_select, fetch_run_page
+
+log = logging.getLogger("mlgrid.tracking")
 
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
@@ -82,14 +85,31 @@ class SqlTrackingStore:
         self.dialect = engine.dialect.name
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._pg: PgHotPath | None = None
+        self._pruner: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current)."""
+        """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current),
+        and start forgetting old batch ids."""
         if self.dialect == "postgresql":
             self._pg = await PgHotPath.connect(
                 self.config.backend_store_uri, self.config.db_pool_size, self.config.metrics_synchronous_commit
             )
         await self._ensure_default_experiment()
+        self._pruner = asyncio.create_task(self._prune_batch_ids_hourly())
+
+    async def _prune_batch_ids_hourly(self) -> None:
+        while True:
+            try:
+                await self.prune_batch_ids(now_ms() - self.config.ingest_dedup_hours * 3_600_000)
+            except Exception:  # noqa: BLE001 - a failed pass is retried in an hour; the store keeps serving
+                log.exception("could not prune old ingest batch ids")
+            await asyncio.sleep(3600)
+
+    async def prune_batch_ids(self, older_than_ms: int) -> int:
+        """Forget the ids of batches stored before `older_than_ms`; returns how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(ingest_batches).where(ingest_batches.c.created_time < older_than_ms))
+        return result.rowcount
 
     async def _ensure_default_experiment(self) -> None:
         async with self.engine.begin() as conn:
@@ -108,6 +128,8 @@ class SqlTrackingStore:
             )
 
     async def close(self) -> None:
+        if self._pruner:
+            self._pruner.cancel()
         if self._pg:
             await self._pg.close()
         await self.engine.dispose()
