@@ -1,0 +1,154 @@
+"""Artifact transfer throughput and the service's memory; prints one JSON object.
+
+    .venv/bin/python bench/artifacts.py [--size-mb 1024] [--repeats 1] [--backends local,s3,s3-direct]
+
+Writes a file of random bytes, starts `mlgrid server` (SQLite + the store under
+test) and moves the file through the mlgrid client: log_artifact, then
+download_artifacts, checked byte for byte. Backends: `local` (a folder on this
+disk), `s3` (moto's S3 server in its own process, bytes streamed through the
+service) and `s3-direct` (the same, bytes sent straight to the store with
+presigned URLs). Peak RSS is the server process's VmHWM. The file is in the page
+cache when read, as it is right after a training job writes it.
+"""
+import argparse
+import contextlib
+import filecmp
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import mlgrid
+
+MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log_path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {open(log_path).read()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}: {open(log_path).read()}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int, workdir: str, env: dict | None = None):
+    log_path = os.path.join(workdir, f"{port}.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log_path)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def moto_s3(workdir: str):
+    """moto's S3 server in its own process, with a bucket; yields its endpoint URL."""
+    port = free_port()
+    with process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, workdir):
+        from minio import Minio
+
+        Minio(f"127.0.0.1:{port}", "bench", "bench", secure=False, region="us-east-1").make_bucket("bench")
+        yield f"http://127.0.0.1:{port}"
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def make_file(path: str, size_mb: int) -> None:
+    with open(path, "wb") as f:
+        for _ in range(size_mb // 64):
+            f.write(os.urandom(64 * MIB))
+        f.write(os.urandom((size_mb % 64) * MIB))
+
+
+def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: str, s3_endpoint: str | None) -> dict:
+    grpc_port, http_port = free_port(), free_port()
+    env = dict(os.environ)
+    destination = os.path.join(workdir, f"artifacts-{name}")
+    if s3_endpoint:
+        destination = f"s3://bench/{name}"
+        env.update(
+            MLGRID_S3_ENDPOINT_URL=s3_endpoint, MLGRID_S3_ACCESS_KEY_ID="bench", MLGRID_S3_SECRET_ACCESS_KEY="bench",
+            MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB="64" if name == "s3-direct" else "0",
+        )
+    args = [
+        sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
+        "--port", str(http_port), "--backend-store-uri", f"sqlite:///{workdir}/{name}.db", "--artifacts-destination", destination,
+    ]
+    uploads, downloads = [], []
+    with process(args, grpc_port, workdir, env) as server:
+        rss_idle = peak_rss_mb(server.pid)
+        with mlgrid.MlgridClient(f"grpc://127.0.0.1:{grpc_port}") as client:
+            run_id = client.create_run("0").info.run_id
+            for i in range(repeats):
+                started = time.perf_counter()
+                client.log_artifact(run_id, source, f"r{i}")
+                uploads.append(size_mb / (time.perf_counter() - started))
+                target = os.path.join(workdir, "download")
+                started = time.perf_counter()
+                local = client.download_artifacts(run_id, f"r{i}/{os.path.basename(source)}", target)
+                downloads.append(size_mb / (time.perf_counter() - started))
+                if not filecmp.cmp(source, local, shallow=False):
+                    raise RuntimeError(f"{name}: the downloaded file differs from the uploaded one")
+                shutil.rmtree(target)
+        result = {
+            "upload_mb_s": round(max(uploads), 1),
+            "download_mb_s": round(max(downloads), 1),
+            "server_peak_rss_mb": peak_rss_mb(server.pid),
+            "server_rss_at_start_mb": rss_idle,
+        }
+        if repeats > 1:
+            result["upload_mb_s_all"] = [round(u, 1) for u in uploads]
+            result["download_mb_s_all"] = [round(d, 1) for d in downloads]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=1, help="transfers per backend; the best is reported")
+    parser.add_argument("--backends", default="local,s3,s3-direct")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="mlgrid-bench-artifacts-", dir=os.environ.get("BENCH_DIR"))
+    try:
+        source = os.path.join(workdir, "random.bin")
+        make_file(source, args.size_mb)
+        result = {"file_mb": args.size_mb}
+        backends = args.backends.split(",")
+        if "local" in backends:
+            result["local"] = bench_backend("local", source, args.size_mb, args.repeats, workdir, None)
+        s3_backends = [b for b in backends if b.startswith("s3")]
+        if s3_backends:
+            with moto_s3(workdir) as endpoint:
+                for name in s3_backends:
+                    result[name] = bench_backend(name, source, args.size_mb, args.repeats, workdir, endpoint)
+        print(json.dumps(result))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
