@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import posixpath
+import queue
 import random
 import tempfile
 import threading
@@ -126,6 +127,48 @@ def _run_all(tasks: list[Callable[[], object]], workers: int) -> None:
                 for other in futures:
                     other.cancel()
                 raise future.exception()
+
+
+class _HashingWriter:
+    """Writes chunks to a file and hashes them in a thread of its own, so that receiving
+    the next chunk overlaps both; at most `depth` chunks wait."""
+
+    _END = object()
+
+    def __init__(self, f, progress: Progress | None, depth: int = 8):
+        self.hasher = hashlib.sha256()
+        self.received = 0  # bytes handed to write()
+        self._f = f
+        self._progress = progress
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mlgrid-artifacts-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not self._END:
+            if self._error is not None:
+                continue  # drain, so that write() never blocks on a dead writer
+            try:
+                self._f.write(chunk)
+                self.hasher.update(chunk)
+                if self._progress:
+                    self._progress(len(chunk))
+            except BaseException as e:  # noqa: BLE001 - raised in the receiving thread
+                self._error = e
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+        self.received += len(chunk)
+
+    def close(self) -> None:
+        """Wait until every chunk is written; raise what writing raised."""
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class _FileSlice:
@@ -345,29 +388,28 @@ class ArtifactClient:
             raise
 
     def _download_stream(self, target, path: str, f, progress: Progress | None) -> None:
-        received, hasher, expected = 0, hashlib.sha256(), None
+        writer, expected = _HashingWriter(f, progress), None
         delays = iter(RETRY_DELAYS)
-        while True:
-            try:
-                for message in self._stub.Download(pb.DownloadRequest(target=target, offset=received)):
-                    if message.WhichOneof("part") == "chunk":
-                        f.write(message.chunk)
-                        hasher.update(message.chunk)
-                        received += len(message.chunk)
-                        if progress:
-                            progress(len(message.chunk))
-                    elif expected is None:
-                        expected = (message.header.total_size, message.header.sha256)
-                    elif expected != (message.header.total_size, message.header.sha256):
-                        raise MlgridException(f"{path!r} was replaced while being downloaded; download it again", grpc.StatusCode.ABORTED)
-                break
-            except grpc.RpcError as rpc_error:
-                error = MlgridException.from_rpc_error(rpc_error)
-                delay = next(delays, None)
-                if delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
-                    raise error from None
-                _sleep_before_retry(delay)  # then resume after the bytes received
-        _check_received(path, received, hasher, *expected)
+        try:
+            while True:
+                try:
+                    for message in self._stub.Download(pb.DownloadRequest(target=target, offset=writer.received)):
+                        if message.WhichOneof("part") == "chunk":
+                            writer.write(message.chunk)
+                        elif expected is None:
+                            expected = (message.header.total_size, message.header.sha256)
+                        elif expected != (message.header.total_size, message.header.sha256):
+                            raise MlgridException(f"{path!r} was replaced while being downloaded; download it again", grpc.StatusCode.ABORTED)
+                    break
+                except grpc.RpcError as rpc_error:
+                    error = MlgridException.from_rpc_error(rpc_error)
+                    delay = next(delays, None)
+                    if delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
+                        raise error from None
+                    _sleep_before_retry(delay)  # then resume after the bytes received
+        finally:
+            writer.close()
+        _check_received(path, writer.received, writer.hasher, *expected)
 
     def _download_direct(self, target, path: str, f, progress: Progress | None) -> None:
         located = self._unary(self._stub.GetDownloadUrl, pb.GetDownloadUrlRequest(target=target))

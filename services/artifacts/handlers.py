@@ -100,7 +100,7 @@ def _encode_token(last_name: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode() if token else ""
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode() if token else ""
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidArgument(f"invalid page_token {token!r}: pass the next_page_token of the previous page") from None
 

@@ -66,6 +66,7 @@ class S3Backend(Backend):
             raise FailedPrecondition(f"invalid artifacts destination {config.destination!r}: expected s3://bucket/prefix")
         self.endpoint = _endpoint(config.s3_endpoint_url)
         self.direct_transfer = config.direct_threshold_mb > 0
+        self.direct_part_size = DIRECT_PART_SIZE
         self.presign_expiry = timedelta(seconds=config.presign_expiry_seconds)
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=30, read=300),
@@ -220,7 +221,7 @@ class S3Backend(Backend):
 
     def create_multipart(self, location: Location, size: int, sha256: str) -> tuple[str, list[PartUrl]]:
         key = self.key(location)
-        part_size = max(DIRECT_PART_SIZE, math.ceil(size / MAX_PARTS / MIB) * MIB)
+        part_size = max(self.direct_part_size, math.ceil(size / MAX_PARTS / MIB) * MIB)
         with self.errors(f"starting the upload of {location.path!r}"):
             upload_id = self.client._create_multipart_upload(self.bucket, key, self._object_headers(sha256))
         parts = []
