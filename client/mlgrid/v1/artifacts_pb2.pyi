@@ -191,14 +191,16 @@ class CompletedPart(_message.Message):
     def __init__(self, part_number: _Optional[int] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class CompleteMultipartUploadRequest(_message.Message):
-    __slots__ = ("target", "upload_id", "parts")
+    __slots__ = ("target", "upload_id", "parts", "size")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     target: ArtifactTarget
     upload_id: str
     parts: _containers.RepeatedCompositeFieldContainer[CompletedPart]
-    def __init__(self, target: _Optional[_Union[ArtifactTarget, _Mapping]] = ..., upload_id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[CompletedPart, _Mapping]]] = ...) -> None: ...
+    size: int
+    def __init__(self, target: _Optional[_Union[ArtifactTarget, _Mapping]] = ..., upload_id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[CompletedPart, _Mapping]]] = ..., size: _Optional[int] = ...) -> None: ...
 
 class AbortMultipartUploadRequest(_message.Message):
     __slots__ = ("target", "upload_id")
