@@ -1,14 +1,16 @@
 """Artifact transfer throughput and the service's memory; prints one JSON object.
 
-    .venv/bin/python bench/artifacts.py [--size-mb 1024] [--repeats 1] [--backends local,s3,s3-direct]
+    .venv/bin/python bench/artifacts.py [--size-mb 1024] [--repeats 3] [--backends local,s3,s3-direct]
 
-Writes a file of random bytes, starts `mlgrid server` (SQLite + the store under
-test) and moves the file through the mlgrid client: log_artifact, then
-download_artifacts, checked byte for byte. Backends: `local` (a folder on this
+Writes a file of random bytes, starts the tracking service (SQLite) and the
+artifact service (`python -m services.artifacts`) as separate processes, and
+moves the file through the mlgrid client: log_artifact, then download_artifacts
+(checked byte for byte by the client's sha256 and by comparing the files), each
+`--repeats` times; the median is reported. Backends: `local` (a folder on this
 disk), `s3` (moto's S3 server in its own process, bytes streamed through the
 service) and `s3-direct` (the same, bytes sent straight to the store with
-presigned URLs). Peak RSS is the server process's VmHWM. The file is in the page
-cache when read, as it is right after a training job writes it.
+presigned URLs). Peak RSS is the artifact service's VmHWM over all transfers.
+The file is in the page cache when read, as it is right after a job writes it.
 """
 import argparse
 import contextlib
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,30 +87,41 @@ def make_file(path: str, size_mb: int) -> None:
         f.write(os.urandom((size_mb % 64) * MIB))
 
 
-def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: str, s3_endpoint: str | None) -> dict:
-    grpc_port, http_port = free_port(), free_port()
-    env = dict(os.environ)
-    destination = os.path.join(workdir, f"artifacts-{name}")
+@contextlib.contextmanager
+def services(name: str, workdir: str, s3_endpoint: str | None):
+    """The tracking service and the artifact service as separate processes (as deployed);
+    yields (tracking URI, artifacts URI, the artifact service's process)."""
+    tracking_port, artifacts_port = free_port(), free_port()
+    common = dict(os.environ, MLGRID_HOST="127.0.0.1", MLGRID_METRICS_PORT="0")
+    artifacts_env = dict(
+        common, MLGRID_GRPC_PORT=str(artifacts_port), MLGRID_TRACKING_TARGET=f"127.0.0.1:{tracking_port}",
+        MLGRID_ARTIFACTS_DESTINATION=os.path.join(workdir, f"artifacts-{name}"),
+    )
     if s3_endpoint:
-        destination = f"s3://bench/{name}"
-        env.update(
-            MLGRID_S3_ENDPOINT_URL=s3_endpoint, MLGRID_S3_ACCESS_KEY_ID="bench", MLGRID_S3_SECRET_ACCESS_KEY="bench",
+        artifacts_env.update(
+            MLGRID_ARTIFACTS_DESTINATION=f"s3://bench/{name}", MLGRID_S3_ENDPOINT_URL=s3_endpoint,
+            MLGRID_S3_ACCESS_KEY_ID="bench", MLGRID_S3_SECRET_ACCESS_KEY="bench",
             MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB="64" if name == "s3-direct" else "0",
         )
-    args = [
-        sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
-        "--port", str(http_port), "--backend-store-uri", f"sqlite:///{workdir}/{name}.db", "--artifacts-destination", destination,
-    ]
+    tracking_env = dict(common, MLGRID_GRPC_PORT=str(tracking_port), MLGRID_BACKEND_STORE_URI=f"sqlite:///{workdir}/{name}.db")
+    with process([sys.executable, "-m", "services.tracking"], tracking_port, workdir, tracking_env):
+        with process([sys.executable, "-m", "services.artifacts"], artifacts_port, workdir, artifacts_env) as proc:
+            yield f"grpc://127.0.0.1:{tracking_port}", f"grpc://127.0.0.1:{artifacts_port}", proc
+
+
+def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: str, s3_endpoint: str | None) -> dict:
     uploads, downloads = [], []
-    with process(args, grpc_port, workdir, env) as server:
-        rss_idle = peak_rss_mb(server.pid)
-        with mlgrid.MlgridClient(f"grpc://127.0.0.1:{grpc_port}") as client:
-            run_id = client.create_run("0").info.run_id
+    with services(name, workdir, s3_endpoint) as (tracking_uri, artifacts_uri, service):
+        rss_idle = peak_rss_mb(service.pid)
+        run_id = mlgrid.MlgridClient(tracking_uri).create_run("0").info.run_id
+        with mlgrid.MlgridClient(artifacts_uri) as client:
             for i in range(repeats):
+                os.sync()  # start each transfer with the disk idle
                 started = time.perf_counter()
                 client.log_artifact(run_id, source, f"r{i}")
                 uploads.append(size_mb / (time.perf_counter() - started))
                 target = os.path.join(workdir, "download")
+                os.sync()
                 started = time.perf_counter()
                 local = client.download_artifacts(run_id, f"r{i}/{os.path.basename(source)}", target)
                 downloads.append(size_mb / (time.perf_counter() - started))
@@ -115,10 +129,10 @@ def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: s
                     raise RuntimeError(f"{name}: the downloaded file differs from the uploaded one")
                 shutil.rmtree(target)
         result = {
-            "upload_mb_s": round(max(uploads), 1),
-            "download_mb_s": round(max(downloads), 1),
-            "server_peak_rss_mb": peak_rss_mb(server.pid),
-            "server_rss_at_start_mb": rss_idle,
+            "upload_mb_s": round(statistics.median(uploads), 1),
+            "download_mb_s": round(statistics.median(downloads), 1),
+            "service_peak_rss_mb": peak_rss_mb(service.pid),
+            "service_rss_at_start_mb": rss_idle,
         }
         if repeats > 1:
             result["upload_mb_s_all"] = [round(u, 1) for u in uploads]
@@ -129,7 +143,7 @@ def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=1, help="transfers per backend; the best is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="transfers per backend; the median is reported")
     parser.add_argument("--backends", default="local,s3,s3-direct")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="mlgrid-bench-artifacts-", dir=os.environ.get("BENCH_DIR"))
