@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from services.artifacts.backends.base import Backend, FileStat, PartUrl
+from services.artifacts.backends.base import Backend, FileStat, PartUrl, Reader
 from services.artifacts.paths import Location, check_run_id, check_sha256, join, normalize, proxied_key, run_in_key
 from services.artifacts.resolver import RunRef, RunResolver
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -58,14 +58,6 @@ class FileInfo:
     file_size: int
 
 
-@dataclass(frozen=True)
-class Download:
-    stat: FileStat
-    offset: int
-    length: int
-    chunks: AsyncIterator[bytes]
-
-
 class Pipeline:
     """Blocking steps run in order in a thread pool, one at a time, while the caller
     gets on with the next (receives the next chunk, sends the previous one)."""
@@ -92,6 +84,43 @@ class Pipeline:
             self._executor.submit(fn)
         else:
             pending.add_done_callback(lambda _: self._executor.submit(fn))
+
+
+class Download:
+    """An open file to send: its stat, the range, and its chunks, read one ahead in the pool.
+    Iterate chunks() to the end or close it; close() also releases a file never iterated."""
+
+    def __init__(self, reader: Reader, offset: int, executor: ThreadPoolExecutor, path: str):
+        self.stat = reader.stat
+        self.offset = offset
+        self.length = reader.length
+        self._reader = reader
+        self._executor = executor
+        self._path = path
+        self._started = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        self._started = True
+        pipeline = Pipeline(self._executor)
+        remaining = self.length
+        try:
+            if remaining:
+                pipeline.start(self._reader.read, CHUNK_SIZE)
+            while remaining:
+                data = await pipeline.wait()
+                if not data:
+                    raise FailedPrecondition(f"{self._path!r} ended {remaining} bytes early: it was truncated while being read")
+                remaining -= len(data)
+                if remaining:
+                    pipeline.start(self._reader.read, CHUNK_SIZE)
+                TRANSFERRED_BYTES.labels("download").inc(len(data))
+                yield data
+        finally:
+            pipeline.then(self._reader.close)  # after the read under way, if any
+
+    def close(self) -> None:
+        if not self._started:
+            self._reader.close()
 
 
 def _encode_token(last_name: str) -> str:
@@ -210,28 +239,10 @@ class ArtifactHandler:
                 )
 
     async def download(self, target: Target, offset: int, length: int) -> Download:
-        """The file's stat and its bytes from `offset` (`length` 0: to the end), read one chunk ahead."""
+        """The file's stat and its bytes from `offset` (`length` 0: to the end)."""
         location = await self._locate_file(target, write=False)
         reader = await self._run(self.backend.open_read, location, offset, length)
-        return Download(reader.stat, offset, reader.length, self._read_chunks(reader, location.path))
-
-    async def _read_chunks(self, reader, path: str) -> AsyncIterator[bytes]:
-        pipeline = Pipeline(self.executor)
-        remaining = reader.length
-        try:
-            if remaining:
-                pipeline.start(reader.read, CHUNK_SIZE)
-            while remaining:
-                data = await pipeline.wait()
-                if not data:
-                    raise FailedPrecondition(f"{path!r} ended {remaining} bytes early: it was truncated while being read")
-                remaining -= len(data)
-                if remaining:
-                    pipeline.start(reader.read, CHUNK_SIZE)
-                TRANSFERRED_BYTES.labels("download").inc(len(data))
-                yield data
-        finally:
-            pipeline.then(reader.close)
+        return Download(reader, offset, self.executor, location.path)
 
     # listing, stat, delete
 

@@ -46,12 +46,15 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
     @grpc_errors
     async def Download(self, request, context):
         download = await self.handler.download(_target(request.target), request.offset, request.length)
-        yield pb.DownloadResponse(header=pb.DownloadHeader(
-            total_size=download.stat.size, sha256=download.stat.sha256, offset=download.offset, length=download.length,
-        ))
-        async with aclosing(download.chunks) as chunks:
-            async for chunk in chunks:
-                yield pb.DownloadResponse(chunk=chunk)
+        try:
+            yield pb.DownloadResponse(header=pb.DownloadHeader(
+                total_size=download.stat.size, sha256=download.stat.sha256, offset=download.offset, length=download.length,
+            ))
+            async with aclosing(download.chunks()) as chunks:
+                async for chunk in chunks:
+                    yield pb.DownloadResponse(chunk=chunk)
+        finally:
+            download.close()
 
     @grpc_errors
     async def ListArtifacts(self, request, context):

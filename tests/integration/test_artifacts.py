@@ -83,7 +83,7 @@ async def put(env: Env, target: Target, data: bytes, chunk: int = 256 * 1024, **
 
 async def get(env: Env, target: Target, offset: int = 0, length: int = 0) -> bytes:
     download = await env.handler.download(target, offset, length)
-    return b"".join([chunk async for chunk in download.chunks])
+    return b"".join([chunk async for chunk in download.chunks()])
 
 
 def sha(data: bytes) -> str:
@@ -110,7 +110,7 @@ async def test_upload_then_download_the_same_bytes(env):
     assert (info.is_dir, info.file_size, stored_sha) == (False, len(data), sha(data))
     download = await env.handler.download(Target(run_id, path="model/weights.bin"), 0, 0)
     assert (download.stat.size, download.stat.sha256, download.length) == (len(data), sha(data), len(data))
-    await download.chunks.aclose()
+    download.close()
 
 
 async def test_empty_file_and_overwrite(env):
