@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlparse, urlunparse
@@ -171,6 +171,44 @@ class _HashingWriter:
             raise self._error
 
 
+def _prefetched(items: Generator, depth: int) -> Iterator:
+    """`items`, produced in a thread of their own up to `depth` ahead (for uploads:
+    reading and hashing the next chunks overlaps sending this one)."""
+    slots: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                slots.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # noqa: BLE001 - raised in the consuming thread
+            put((end, e))
+        finally:
+            items.close()  # a generator: its file is closed now, not when collected
+
+    threading.Thread(target=produce, name="mlgrid-artifacts-reader", daemon=True).start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()  # the call ended early: the producer stops at its next chunk
+
+
 class _FileSlice:
     """`size` bytes of an open file from its position, for an HTTP body; reports progress."""
 
@@ -232,7 +270,7 @@ class ArtifactClient:
             return self._upload_direct(root.target(path), local_path, size, progress)
         sha256 = _sha256_file(local_path) if self.capabilities().sha256_upfront else ""
         return self._call(
-            lambda: self._stub.Upload(self._upload_requests(root.target(path), local_path, size, sha256, progress)),
+            lambda: self._stub.Upload(_prefetched(self._upload_requests(root.target(path), local_path, size, sha256, progress), 4)),
             True,  # storing the same file at the same path again changes nothing
         )
 
