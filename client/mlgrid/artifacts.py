@@ -456,6 +456,10 @@ class ArtifactClient:
             try:
                 connection, response = _http("GET", located.url, headers={"Range": f"bytes={received}-"} if received else {})
                 with contextlib.closing(connection):
+                    if received and response.status == 200:  # the store ignored the range: start over
+                        f.seek(0)
+                        f.truncate()
+                        received, hasher = 0, hashlib.sha256()
                     if response.status not in (200, 206):
                         raise MlgridException(
                             f"the artifact store refused to send {path!r}: HTTP {response.status} {response.read()[:500]!r}",

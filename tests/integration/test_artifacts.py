@@ -162,6 +162,19 @@ async def test_missing_files_and_folders(env):
         await put(env, Target(run_id, path=""), b"x")
 
 
+async def test_a_file_and_a_folder_cannot_share_a_path_on_the_local_store(env):
+    if env.kind != "local":
+        pytest.skip("S3 keys may be both an object and a prefix")
+    run_id = await new_run(env)
+    await put(env, Target(run_id, path="model"), b"a file")
+    with pytest.raises(FailedPrecondition, match="cannot share a path"):
+        await put(env, Target(run_id, path="model/weights.bin"), b"x")
+    await put(env, Target(run_id, path="dir/file"), b"x")
+    with pytest.raises(FailedPrecondition, match="is a folder"):
+        await put(env, Target(run_id, path="dir"), b"x")
+    await eventually(lambda: env.leftovers() == [])
+
+
 # ---------------------------------------------------------------- listing, stat, delete
 
 

@@ -16,6 +16,7 @@ import stat as stat_mode
 import threading
 import time
 import uuid
+from typing import NoReturn
 
 from services.artifacts.backends.base import Backend, Entry, FileStat, Reader, UploadSink, byte_range
 from services.artifacts.paths import UPLOADS_DIR, Location
@@ -47,16 +48,16 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _store_error(error: OSError, doing: str) -> Exception:
-    """A full disk or quota as RESOURCE_EXHAUSTED; other OS errors stay as they are (INTERNAL)."""
+def _raise_store_error(error: OSError, doing: str) -> NoReturn:
+    """A full disk or quota as RESOURCE_EXHAUSTED; other OS errors as they are (INTERNAL)."""
     if error.errno in _FULL:
-        return ResourceExhausted(
+        raise ResourceExhausted(
             f"the artifact store has no room left while {doing} ({os.strerror(error.errno)}); nothing was kept. "
             "Free space in the artifact folder, or raise its quota"
-        )
+        ) from error
     if error.errno == errno.EROFS:
-        return FailedPrecondition(f"the artifact store is read-only ({doing})")
-    return error
+        raise FailedPrecondition(f"the artifact store is read-only ({doing})") from error
+    raise error
 
 
 def _read_sha256(fd: int) -> str:
@@ -112,7 +113,7 @@ class LocalBackend(Backend):
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as error:
-            raise _store_error(error, f"starting the upload of {location.path!r}") from error
+            _raise_store_error(error, f"starting the upload of {location.path!r}")
         return LocalUploadSink(self, location, destination, temporary, fd)
 
     # reads
@@ -219,7 +220,7 @@ class LocalUploadSink(UploadSink):
             while view:
                 view = view[os.write(self._fd, view):]
         except OSError as error:
-            raise _store_error(error, f"writing {self._location.path!r}") from error
+            _raise_store_error(error, f"writing {self._location.path!r}")
         self._written += len(chunk)
         if _start_writeback is not None and self._written - self._written_back >= WRITEBACK_BYTES:
             _start_writeback(self._fd, self._written_back, self._written - self._written_back)
@@ -250,7 +251,7 @@ class LocalUploadSink(UploadSink):
                 f"cannot store {path!r}: {error.strerror} ({error.filename!r}); a file and a folder cannot share a path"
             ) from None
         except OSError as error:
-            raise _store_error(error, f"storing {path!r}") from error
+            _raise_store_error(error, f"storing {path!r}")
 
     def abort(self) -> None:
         with self._lock:
