@@ -35,6 +35,7 @@ from urllib.parse import urlparse, urlunparse
 
 import grpc
 
+from mlgrid import _wire
 from mlgrid.entities import FileInfo
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import artifacts_pb2 as pb
@@ -244,6 +245,15 @@ class ArtifactClient:
 
     def __init__(self, channel: grpc.Channel, call: Callable):
         self._stub = artifacts_pb2_grpc.ArtifactServiceStub(channel)
+        # The bulk calls carry chunks in their wire form (mlgrid._wire): no protobuf copies.
+        self._upload = channel.stream_unary(
+            "/mlgrid.v1.ArtifactService/Upload", request_serializer=_wire.serialize,
+            response_deserializer=pb.UploadResponse.FromString,
+        )
+        self._download = channel.unary_stream(
+            "/mlgrid.v1.ArtifactService/Download", request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=None,
+        )
         self._call = call  # runs one attempt, retrying idempotent ones while the service is UNAVAILABLE
         self._capabilities: pb.GetCapabilitiesResponse | None = None
         self._lock = threading.Lock()
@@ -270,19 +280,19 @@ class ArtifactClient:
             return self._upload_direct(root.target(path), local_path, size, progress)
         sha256 = _sha256_file(local_path) if self.capabilities().sha256_upfront else ""
         return self._call(
-            lambda: self._stub.Upload(_prefetched(self._upload_requests(root.target(path), local_path, size, sha256, progress), 4)),
+            lambda: self._upload(_prefetched(self._upload_requests(root.target(path), local_path, size, sha256, progress), 4)),
             True,  # storing the same file at the same path again changes nothing
         )
 
     @staticmethod
-    def _upload_requests(target, local_path: str, size: int, sha256: str, progress: Progress | None) -> Iterator[pb.UploadRequest]:
+    def _upload_requests(target, local_path: str, size: int, sha256: str, progress: Progress | None) -> Iterator:
         yield pb.UploadRequest(header=pb.UploadHeader(target=target, expected_size=size, expected_sha256=sha256))
         hasher = None if sha256 else hashlib.sha256()
         with open(local_path, "rb") as f:
             while chunk := f.read(CHUNK_SIZE):
                 if hasher is not None:
                     hasher.update(chunk)
-                yield pb.UploadRequest(chunk=chunk)
+                yield _wire.chunk_message(chunk)
                 if progress:
                     progress(len(chunk))
         if hasher is not None:  # checked by the service before the file becomes visible
@@ -431,7 +441,12 @@ class ArtifactClient:
         try:
             while True:
                 try:
-                    for message in self._stub.Download(pb.DownloadRequest(target=target, offset=writer.received)):
+                    for raw in self._download(pb.DownloadRequest(target=target, offset=writer.received)):
+                        chunk = _wire.chunk_of(raw)
+                        if chunk is not None:
+                            writer.write(chunk)
+                            continue
+                        message = pb.DownloadResponse.FromString(raw)
                         if message.WhichOneof("part") == "chunk":
                             writer.write(message.chunk)
                         elif expected is None:

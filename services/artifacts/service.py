@@ -1,15 +1,12 @@
 """Assembly of the artifact service: store, run resolver, handler and servicer."""
 import asyncio
 
-from mlgrid.v1 import artifacts_pb2_grpc
 from services.artifacts.backends import make_backend
 from services.artifacts.handlers import ArtifactHandler
 from services.artifacts.resolver import RunResolver
-from services.artifacts.servicer import ArtifactServicer
+from services.artifacts.servicer import SERVICE_NAME, ArtifactServicer, add_to_server
 from services.common.config import ArtifactsConfig
 from services.common.server import Service
-
-SERVICE_NAME = "mlgrid.v1.ArtifactService"
 
 
 async def artifact_service(config: ArtifactsConfig, resolver: RunResolver) -> Service:
@@ -18,6 +15,6 @@ async def artifact_service(config: ArtifactsConfig, resolver: RunResolver) -> Se
     servicer = ArtifactServicer(handler)
     return Service(
         SERVICE_NAME,
-        lambda server: artifacts_pb2_grpc.add_ArtifactServiceServicer_to_server(servicer, server),
+        lambda server: add_to_server(servicer, server),
         handler.close,
     )

@@ -112,6 +112,7 @@ class FlakyStub:
 def client_with(stub) -> ArtifactClient:
     client = ArtifactClient(grpc.insecure_channel("127.0.0.1:9"), lambda attempt, idempotent: attempt())
     client._stub = stub
+    client._download = lambda request: (m.SerializeToString() for m in stub.Download(request))
     return client
 
 
