@@ -200,6 +200,29 @@ def test_health_and_reflection_cover_the_artifact_service(server):
     assert (capabilities.backend, capabilities.direct_transfer) == ("local", False)
 
 
+def test_upload_protocol_errors(server):
+    run_id = mlgrid.MlgridClient(server["uri"]).create_run("0").info.run_id
+    header = pb.UploadRequest(header=pb.UploadHeader(target=pb.ArtifactTarget(run_id=run_id, path="p.bin")))
+    chunk, trailer = pb.UploadRequest(chunk=b"data"), pb.UploadRequest(trailer=pb.UploadTrailer(sha256="0" * 64))
+    stub = stub_for(server["uri"])
+    for messages, message in [
+        ([], "starts with its header"),
+        ([chunk, header], "starts with its header"),
+        ([header, chunk, header], "one header"),
+        ([header, chunk, trailer, chunk], "trailer must come last"),
+        ([header, chunk, pb.UploadRequest(trailer=pb.UploadTrailer())], "carries no sha256"),
+        ([header, chunk, trailer], "not 0000"),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Upload(iter(messages))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StatArtifact(pb.StatArtifactRequest(target=pb.ArtifactTarget(run_id=run_id, path="p.bin")))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    stored = stub.Upload(iter([header, chunk, pb.UploadRequest(trailer=pb.UploadTrailer(sha256=hashlib.sha256(b"data").hexdigest()))]))
+    assert (stored.path, stored.size) == ("p.bin", 4)
+
+
 # ---------------------------------------------------------------- S3: the direct path, through the service
 
 
