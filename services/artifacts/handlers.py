@@ -18,6 +18,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 TRANSFERRED_BYTES = Counter("mlgrid_artifacts_bytes_total", "Artifact bytes moved through the service", ["direction"])
 UPLOADED_FILES = Counter("mlgrid_artifacts_uploads_total", "Artifact files stored")
+DOWNLOADED_BYTES = TRANSFERRED_BYTES.labels("download")
 
 CHUNK_SIZE = 1024 * 1024  # download message size; uploads take the chunks the client sends
 DEFAULT_PAGE = 1000
@@ -113,7 +114,7 @@ class Download:
                 remaining -= len(data)
                 if remaining:
                     pipeline.start(self._reader.read, CHUNK_SIZE)
-                TRANSFERRED_BYTES.labels("download").inc(len(data))
+                DOWNLOADED_BYTES.inc(len(data))
                 yield data
         finally:
             pipeline.then(self._reader.close)  # after the read under way, if any

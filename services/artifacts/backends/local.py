@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import stat as stat_mode
-import threading
 import time
 import uuid
 from typing import NoReturn
@@ -114,7 +113,7 @@ class LocalBackend(Backend):
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as error:
             _raise_store_error(error, f"starting the upload of {location.path!r}")
-        return LocalUploadSink(self, location, destination, temporary, fd)
+        return LocalUploadSink(location, destination, temporary, fd)
 
     # reads
 
@@ -122,7 +121,7 @@ class LocalBackend(Backend):
         path = self._path(location)
         try:
             file = open(path, "rb", buffering=0)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"artifact {location.path!r} does not exist") from None
         except IsADirectoryError:
             raise InvalidArgument(f"{location.path!r} is a folder: list it, or download the files in it") from None
@@ -204,15 +203,13 @@ class LocalBackend(Backend):
 
 
 class LocalUploadSink(UploadSink):
-    def __init__(self, backend: LocalBackend, location: Location, destination: str, temporary: str, fd: int):
-        self._backend = backend
+    def __init__(self, location: Location, destination: str, temporary: str, fd: int):
         self._location = location
         self._destination = destination
         self._temporary = temporary
         self._fd: int | None = fd
         self._written = 0
         self._written_back = 0
-        self._lock = threading.Lock()
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -247,21 +244,18 @@ class LocalUploadSink(UploadSink):
             finally:
                 os.close(folder_fd)
         except (IsADirectoryError, FileExistsError, NotADirectoryError) as error:
-            raise FailedPrecondition(
-                f"cannot store {path!r}: {error.strerror} ({error.filename!r}); a file and a folder cannot share a path"
-            ) from None
+            raise FailedPrecondition(f"cannot store {path!r} ({error.strerror}): a file and a folder cannot share a path") from None
         except OSError as error:
             _raise_store_error(error, f"storing {path!r}")
 
     def abort(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            try:
-                os.unlink(self._temporary)
-            except FileNotFoundError:  # committed, or already removed
-                pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self._temporary)
+        except FileNotFoundError:  # committed, or already removed
+            pass
 
 
 class LocalReader(Reader):

@@ -15,7 +15,6 @@ import io
 import itertools
 import logging
 import math
-import threading
 from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlparse
@@ -289,7 +288,6 @@ class S3UploadSink(UploadSink):
         self._parts: list[Part] = []
         self._upload_id: str | None = None
         self._completed = False
-        self._lock = threading.Lock()
 
     def _send_part(self) -> None:
         client, bucket = self._backend.client, self._backend.bucket
@@ -321,8 +319,7 @@ class S3UploadSink(UploadSink):
         self._completed = True
 
     def abort(self) -> None:
-        with self._lock:
-            upload_id, self._upload_id = self._upload_id, None
+        upload_id, self._upload_id = self._upload_id, None
         self._buffer = bytearray()
         if upload_id is None or self._completed:
             return
