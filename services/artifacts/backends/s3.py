@@ -296,9 +296,9 @@ class S3UploadSink(UploadSink):
                 headers = self._backend._object_headers(self._expected_sha256)
                 self._upload_id = client._create_multipart_upload(bucket, self._key, headers)
             number = len(self._parts) + 1
-            etag = client._upload_part(bucket, self._key, bytes(self._buffer), None, self._upload_id, number)
+            etag = client._upload_part(bucket, self._key, self._buffer, None, self._upload_id, number)  # sent as it is, not copied
         self._parts.append(Part(number, etag))
-        self._buffer.clear()
+        self._buffer = bytearray()
 
     def write(self, chunk: bytes) -> None:
         self._buffer += chunk
