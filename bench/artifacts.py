@@ -6,7 +6,9 @@ Writes a file of random bytes, starts the tracking service (SQLite) and the
 artifact service (`python -m services.artifacts`) as separate processes, and
 moves the file through the mlgrid client: log_artifact, then download_artifacts
 (checked byte for byte by the client's sha256 and by comparing the files), each
-`--repeats` times; the median is reported. Backends: `local` (a folder on this
+`--repeats` times; the median is reported. `download_to_memory_mb_s` is the
+same download received and sha256-checked without writing a file: the
+service's side alone. Backends: `local` (a folder on this
 disk), `s3` (moto's S3 server in its own process, bytes streamed through the
 service) and `s3-direct` (the same, bytes sent straight to the store with
 presigned URLs). Peak RSS is the artifact service's VmHWM over all transfers.
@@ -15,6 +17,7 @@ The file is in the page cache when read, as it is right after a job writes it.
 import argparse
 import contextlib
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +29,7 @@ import tempfile
 import time
 
 import mlgrid
+from mlgrid.artifacts import ArtifactRoot
 
 MIB = 1024 * 1024
 
@@ -109,8 +113,23 @@ def services(name: str, workdir: str, s3_endpoint: str | None):
             yield f"grpc://127.0.0.1:{tracking_port}", f"grpc://127.0.0.1:{artifacts_port}", proc
 
 
+def download_to_memory(client, run_id: str, path: str, sha256: str) -> None:
+    """The service's download stream, received and checked by sha256 but not written to a file:
+    what the service sends, apart from the client's disk (and this VM's cost of fresh page cache)."""
+    from mlgrid import _wire
+    from mlgrid.v1 import artifacts_pb2 as pb
+
+    hasher = hashlib.sha256()
+    for raw in client.artifacts._download(pb.DownloadRequest(target=pb.ArtifactTarget(run_id=run_id, path=path))):
+        chunk = _wire.chunk_of(raw)
+        if chunk is not None:
+            hasher.update(chunk)
+    if hasher.hexdigest() != sha256:
+        raise RuntimeError("the downloaded bytes differ from the uploaded ones")
+
+
 def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: str, s3_endpoint: str | None) -> dict:
-    uploads, downloads = [], []
+    uploads, downloads, to_memory = [], [], []
     with services(name, workdir, s3_endpoint) as (tracking_uri, artifacts_uri, service):
         rss_idle = peak_rss_mb(service.pid)
         run_id = mlgrid.MlgridClient(tracking_uri).create_run("0").info.run_id
@@ -118,8 +137,12 @@ def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: s
             for i in range(repeats):
                 os.sync()  # start each transfer with the disk idle
                 started = time.perf_counter()
-                client.log_artifact(run_id, source, f"r{i}")
+                stored = client.artifacts.upload_file(ArtifactRoot(run_id=run_id), source, f"r{i}/{os.path.basename(source)}")
                 uploads.append(size_mb / (time.perf_counter() - started))
+                if name != "s3-direct":
+                    started = time.perf_counter()
+                    download_to_memory(client, run_id, stored.path, stored.sha256)
+                    to_memory.append(size_mb / (time.perf_counter() - started))
                 target = os.path.join(workdir, "download")
                 os.sync()
                 started = time.perf_counter()
@@ -131,12 +154,15 @@ def bench_backend(name: str, source: str, size_mb: int, repeats: int, workdir: s
         result = {
             "upload_mb_s": round(statistics.median(uploads), 1),
             "download_mb_s": round(statistics.median(downloads), 1),
+            **({"download_to_memory_mb_s": round(statistics.median(to_memory), 1)} if to_memory else {}),
             "service_peak_rss_mb": peak_rss_mb(service.pid),
             "service_rss_at_start_mb": rss_idle,
         }
         if repeats > 1:
             result["upload_mb_s_all"] = [round(u, 1) for u in uploads]
             result["download_mb_s_all"] = [round(d, 1) for d in downloads]
+            if to_memory:
+                result["download_to_memory_mb_s_all"] = [round(d, 1) for d in to_memory]
     return result
 
 
