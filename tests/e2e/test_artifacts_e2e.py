@@ -343,6 +343,18 @@ def test_standalone_service_asks_the_tracking_service_about_runs(tmp_path):
         assert open(artifacts.download_artifacts(run_id, "a.txt", str(tmp_path / "out"))).read() == "alone"
 
 
+def test_standalone_service_without_its_tracking_service_is_unavailable(tmp_path):
+    port = free_port()
+    env = dict(
+        os.environ, MLGRID_HOST="127.0.0.1", MLGRID_GRPC_PORT=str(port), MLGRID_METRICS_PORT="0",
+        MLGRID_TRACKING_TARGET=f"127.0.0.1:{free_port()}", MLGRID_ARTIFACTS_DESTINATION=str(tmp_path / "artifacts"),
+    )
+    with running([sys.executable, "-m", "services.artifacts"], port, tmp_path, env, "artifacts"):
+        with pytest.raises(grpc.RpcError) as err:
+            stub_for(f"grpc://127.0.0.1:{port}").ListArtifacts(pb.ListArtifactsRequest(target=pb.ArtifactTarget(run_id=uuid.uuid4().hex)))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "MLGRID_TRACKING_TARGET" in err.value.details()
+
+
 def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
