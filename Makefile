@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 HOST      ?= 127.0.0.1
 GRPC_PORT ?= 50051
 
-.PHONY: dev server test protos protos-check bench bench-scale clean
+.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(VENV)/.dev
 
 bench-scale: $(VENV)/.dev
 	$(PY) bench/tracking_scale.py
+
+# A 1 GiB file through the artifact service: local folder, S3 (moto) streamed and direct.
+bench-artifacts: $(VENV)/.dev
+	$(PY) bench/artifacts.py
 
 clean:
 	rm -rf $(VENV) .protos-check .pytest_cache mlgrid.db mlartifacts

@@ -1,13 +1,16 @@
 """`mlgrid server`: every service in one process, on an embedded default
 (SQLite file + local artifact folder) — the same servicers that run as
 separate pods in the cluster."""
+import dataclasses
 import sys
 from pathlib import Path
 
-from services.common.config import ServerConfig, StoreConfig
+from services.artifacts.resolver import StoreRunResolver
+from services.artifacts.service import artifact_service
+from services.common.config import ArtifactsConfig, ServerConfig, StoreConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop, run_until_stopped
-from services.tracking.service import tracking_service
+from services.tracking.service import open_store, tracking_service
 
 
 def run(
@@ -19,7 +22,10 @@ def run(
     artifacts_destination: str,
 ) -> None:
     configure_logging()
-    Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
+    # A local folder, or s3://bucket/prefix with the MLGRID_S3_* settings from the environment.
+    artifacts_config = dataclasses.replace(ArtifactsConfig.from_env(), destination=artifacts_destination)
+    if not artifacts_config.is_s3:
+        Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     config = StoreConfig(
         backend_store_uri=backend_store_uri,
         default_artifact_root=default_artifact_root or "mlgrid-artifacts:/",
@@ -27,7 +33,14 @@ def run(
     )
 
     async def main() -> None:
-        services = [await tracking_service(config)]
+        store = await open_store(config)
+        try:
+            # The artifact service asks the tracking store of this process about runs.
+            resolver = StoreRunResolver(store, artifacts_config.run_cache_seconds)
+            services = [await tracking_service(config, store), await artifact_service(artifacts_config, resolver)]
+        except BaseException:
+            await store.close()
+            raise
         grace = ServerConfig.from_env().shutdown_grace_seconds  # MLGRID_SHUTDOWN_GRACE_SECONDS
         await run_until_stopped(services, host, grpc_port, http_port, grace)
 

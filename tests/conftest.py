@@ -1,8 +1,10 @@
 """Shared fixtures: one fresh PostgreSQL database per test session (per xdist
-worker), one migrated SQLite template, stores on both, and a real `mlgrid server`."""
+worker), one migrated SQLite template, stores on both, a real `mlgrid server`,
+and a real S3 endpoint (moto's server, or S3_ENDPOINT_URL such as a MinIO)."""
 import asyncio
 import concurrent.futures
 import glob
+import logging
 import os
 import shutil
 import socket
@@ -171,3 +173,44 @@ def wait_for_port(port: int, proc: subprocess.Popen, log_path, timeout: float = 
 def unique(prefix: str = "exp") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3 HTTP endpoint with a bucket: S3_ENDPOINT_URL (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    and optionally S3_BUCKET) when set, else moto's standalone server on a loopback port."""
+    from minio import Minio
+
+    server = None
+    url = os.environ.get("S3_ENDPOINT_URL")
+    if url:
+        endpoint = {
+            "url": url, "access_key": os.environ["AWS_ACCESS_KEY_ID"], "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "bucket": os.environ.get("S3_BUCKET", "mlgrid-test"),
+        }
+    else:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = {"url": f"http://{host}:{port}", "access_key": "test", "secret_key": "test", "bucket": "mlgrid-test"}
+    parsed = endpoint["url"].split("://", 1)
+    client = Minio(parsed[1], endpoint["access_key"], endpoint["secret_key"], secure=parsed[0] == "https", region="us-east-1")
+    if not client.bucket_exists(endpoint["bucket"]):
+        client.make_bucket(endpoint["bucket"])
+    endpoint["client"] = client
+    yield endpoint
+    if server is not None:
+        server.stop()
+
+
+def s3_env(endpoint: dict, prefix: str) -> dict:
+    """The environment of an artifact service on `endpoint`, under a prefix of its own."""
+    return {
+        "MLGRID_ARTIFACTS_DESTINATION": f"s3://{endpoint['bucket']}/{prefix}",
+        "MLGRID_S3_ENDPOINT_URL": endpoint["url"],
+        "MLGRID_S3_ACCESS_KEY_ID": endpoint["access_key"],
+        "MLGRID_S3_SECRET_ACCESS_KEY": endpoint["secret_key"],
+        "MLGRID_S3_REGION": "us-east-1",
+    }

@@ -1,12 +1,14 @@
-"""mlgrid: ML experiment tracking over gRPC, with MLflow's API.
+"""mlgrid: ML experiment tracking and artifacts over gRPC, with MLflow's API.
 
     import mlgrid
     mlgrid.set_experiment("mnist")
     with mlgrid.start_run():
         mlgrid.log_param("lr", 0.01)
         mlgrid.log_metric("loss", 0.3, step=1)
+        mlgrid.log_artifact("model.pt")
 """
-from mlgrid import entities, exceptions
+from mlgrid import artifacts, entities, exceptions
+from mlgrid.artifacts import download_artifacts, list_artifacts, load_dict, load_image, load_text
 from mlgrid.client import MlgridClient
 from mlgrid.exceptions import MlgridException
 from mlgrid.fluent import (
@@ -15,13 +17,20 @@ from mlgrid.fluent import (
     delete_tag,
     end_run,
     flush,
+    get_artifact_uri,
     get_run,
     get_tracking_uri,
     last_active_run,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_figure,
+    log_image,
     log_metric,
     log_metrics,
     log_param,
     log_params,
+    log_text,
     search_runs,
     set_experiment,
     set_tag,
@@ -31,8 +40,10 @@ from mlgrid.fluent import (
 )
 
 __all__ = [
-    "ActiveRun", "MlgridClient", "MlgridException", "active_run", "delete_tag", "end_run", "entities",
-    "exceptions", "flush", "get_run", "get_tracking_uri", "last_active_run", "log_metric", "log_metrics",
-    "log_param", "log_params", "search_runs", "set_experiment", "set_tag", "set_tags", "set_tracking_uri",
-    "start_run",
+    "ActiveRun", "MlgridClient", "MlgridException", "active_run", "artifacts", "delete_tag",
+    "download_artifacts", "end_run", "entities", "exceptions", "flush", "get_artifact_uri", "get_run",
+    "get_tracking_uri", "last_active_run", "list_artifacts", "load_dict", "load_image", "load_text",
+    "log_artifact", "log_artifacts", "log_dict", "log_figure", "log_image", "log_metric", "log_metrics",
+    "log_param", "log_params", "log_text", "search_runs", "set_experiment", "set_tag", "set_tags",
+    "set_tracking_uri", "start_run",
 ]

@@ -14,8 +14,9 @@ from typing import TypeVar
 
 import grpc
 
+from mlgrid.artifacts import ArtifactClient, ArtifactRoot
 from mlgrid.entities import (
-    DatasetInput, Experiment, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag, ViewType,
+    DatasetInput, Experiment, FileInfo, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag, ViewType,
 )
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import tracking_pb2 as pb
@@ -107,6 +108,8 @@ class MlgridClient:
         self.tracking_uri = tracking_uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
         self._channel = grpc.insecure_channel(grpc_target(self.tracking_uri), options=CHANNEL_OPTIONS)
         self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
+        # Artifact transfers, on the same channel: the server (or gateway) serves both services.
+        self.artifacts = ArtifactClient(self._channel, self._call)
 
     def close(self) -> None:
         self._channel.close()
@@ -388,3 +391,22 @@ class MlgridClient:
         """
         stream = _ReplayableStream(batches)
         return self._call(lambda: self._stub.IngestMetrics(stream.replay(), timeout=timeout), idempotent=True)
+
+    # artifacts (the transfers are in mlgrid.artifacts)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        """Store the local file under the run's artifacts, in folder `artifact_path` (default: the root)."""
+        path = "/".join(p for p in (artifact_path, os.path.basename(local_path)) if p)
+        self.artifacts.upload_file(ArtifactRoot(run_id=run_id), local_path, path)
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        """Store every file under the local folder in the run's folder `artifact_path`, several at a time."""
+        self.artifacts.upload_dir(ArtifactRoot(run_id=run_id), local_dir, artifact_path or "")
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """FileInfo of each file and folder directly in the run's folder `path` (default: the root)."""
+        return self.artifacts.list(ArtifactRoot(run_id=run_id), path or "")
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """Copy the run's file or folder `path` under dst_path (default: a new temporary folder); returns its local path."""
+        return self.artifacts.download(ArtifactRoot(run_id=run_id), (path or "").strip("/"), dst_path)

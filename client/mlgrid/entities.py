@@ -5,6 +5,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
+from mlgrid.v1 import artifacts_pb2
 from mlgrid.v1 import tracking_pb2 as pb
 
 
@@ -65,6 +66,19 @@ class PagedList(list):
     def __init__(self, items, token: str | None):
         super().__init__(items)
         self.token = token
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """An artifact file or folder (mlflow.entities.FileInfo): path relative to the run's artifact root."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None  # None for folders
+
+    @classmethod
+    def from_proto(cls, proto: artifacts_pb2.FileInfo) -> FileInfo:
+        return cls(proto.path, proto.is_dir, None if proto.is_dir else proto.file_size)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ import time
 
 import grpc
 
+from mlgrid import artifacts
 from mlgrid._batching import MetricBatcher
 from mlgrid.client import DEFAULT_TRACKING_URI, TRACKING_URI_ENV, MlgridClient, current_user, grpc_target
 from mlgrid.entities import Experiment, Param, Run, RunTag, ViewType
@@ -287,6 +288,45 @@ def set_tags(tags: dict) -> None:
 
 def delete_tag(key: str) -> None:
     _get_client().delete_tag(_active_run_id(), key)
+
+
+# artifacts of the active run (a run is started when there is none, as in mlflow)
+
+def log_artifact(local_path: str, artifact_path: str | None = None) -> None:
+    """Store a local file in the run's artifacts, in folder `artifact_path` (default: the root)."""
+    _get_client().log_artifact(_active_run_id(), local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str, artifact_path: str | None = None) -> None:
+    """Store every file under a local folder in the run's folder `artifact_path`."""
+    _get_client().log_artifacts(_active_run_id(), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    """Store `text` as the artifact file `artifact_file` (e.g. "notes/summary.txt")."""
+    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_text, text)
+
+
+def log_dict(dictionary: dict, artifact_file: str) -> None:
+    """Store `dictionary` as JSON, or YAML when artifact_file ends in .yaml or .yml."""
+    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_dict, dictionary)
+
+
+def log_image(image, artifact_file: str) -> None:
+    """Store a numpy array or PIL image in the format the file name says (needs pillow)."""
+    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_image, image)
+
+
+def log_figure(figure, artifact_file: str) -> None:
+    """Store a matplotlib figure in the format the file name says (.png, .svg, .pdf...)."""
+    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_figure, figure)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """The active run's artifact URI, or that of `artifact_path` under it."""
+    active = _thread.active
+    uri = active[-1].info.artifact_uri if active else get_run(_active_run_id()).info.artifact_uri
+    return f"{uri.rstrip('/')}/{artifact_path.lstrip('/')}" if artifact_path else uri
 
 
 def flush() -> None:

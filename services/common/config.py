@@ -80,3 +80,46 @@ class StoreConfig:
             metrics_synchronous_commit=env_bool("MLGRID_METRICS_SYNCHRONOUS_COMMIT", True),
             ingest_dedup_hours=env_int("MLGRID_INGEST_DEDUP_HOURS", 168),
         )
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    """The artifact service: where files go, the S3 connection, and how the service finds runs."""
+
+    # A local folder, or s3://bucket/prefix (then the MLGRID_S3_* settings apply).
+    destination: str = "./mlartifacts"
+    s3_endpoint_url: str = ""  # http(s)://host:port; empty: AWS S3
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_region: str = "us-east-1"
+    s3_secure: bool = True  # TLS to the endpoint; an http:// endpoint URL turns it off
+    # Where clients reach the store, when not at the service's endpoint (presigned URLs name it).
+    s3_presign_endpoint_url: str = ""
+    presign_expiry_seconds: int = 3600
+    # Files of at least this size go directly between client and S3 (presigned URLs); 0 turns that off.
+    direct_threshold_mb: int = 64
+    # The tracking service, asked about runs when this service runs on its own.
+    tracking_target: str = "127.0.0.1:50051"
+    # How long a run's experiment, artifact location and lifecycle are remembered.
+    run_cache_seconds: int = 2
+
+    @property
+    def is_s3(self) -> bool:
+        return self.destination.startswith("s3://")
+
+    @classmethod
+    def from_env(cls) -> "ArtifactsConfig":
+        endpoint = env_str("MLGRID_S3_ENDPOINT_URL", "")
+        return cls(
+            destination=env_str("MLGRID_ARTIFACTS_DESTINATION", "./mlartifacts"),
+            s3_endpoint_url=endpoint,
+            s3_access_key_id=env_str("MLGRID_S3_ACCESS_KEY_ID", "") or env_str("AWS_ACCESS_KEY_ID", ""),
+            s3_secret_access_key=env_str("MLGRID_S3_SECRET_ACCESS_KEY", "") or env_str("AWS_SECRET_ACCESS_KEY", ""),
+            s3_region=env_str("MLGRID_S3_REGION", "") or env_str("AWS_REGION", "") or "us-east-1",
+            s3_secure=env_bool("MLGRID_S3_SECURE", not endpoint.startswith("http://")),
+            s3_presign_endpoint_url=env_str("MLGRID_S3_PRESIGN_ENDPOINT_URL", ""),
+            presign_expiry_seconds=env_int("MLGRID_S3_PRESIGN_EXPIRY_SECONDS", 3600),
+            direct_threshold_mb=env_int("MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB", 64),
+            tracking_target=env_str("MLGRID_TRACKING_TARGET", "127.0.0.1:50051"),
+            run_cache_seconds=env_int("MLGRID_ARTIFACTS_RUN_CACHE_SECONDS", 2),
+        )

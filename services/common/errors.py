@@ -40,6 +40,16 @@ class ResourceExhausted(MlgridError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class OutOfRange(MlgridError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(MlgridError):
+    """A service this one depends on does not answer; the caller may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 log = logging.getLogger("mlgrid.errors")
 
 

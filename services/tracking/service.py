@@ -30,8 +30,9 @@ async def open_store(config: StoreConfig) -> SqlTrackingStore:
     return store
 
 
-async def tracking_service(config: StoreConfig) -> Service:
-    store = await open_store(config)
+async def tracking_service(config: StoreConfig, store: SqlTrackingStore | None = None) -> Service:
+    """The service on `store`, or on a store opened from `config`."""
+    store = store or await open_store(config)
     servicer = TrackingServicer(store)
     return Service(
         SERVICE_NAME,

@@ -1,17 +1,23 @@
 """`mlgrid`: run the server, migrate its database, and manage experiments and runs."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import json
+import os
+import posixpath
+import threading
 
 import click
 
+from mlgrid.artifacts import ArtifactRoot, parse_artifact_uri
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient
 from mlgrid.entities import ViewType
 from mlgrid.exceptions import MlgridException
 
 SERVER_EXTRA_HINT = "the server needs the mlgrid[server] extra: pip install 'mlgrid[server]'"
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024  # transfers at least this large show a progress bar
 
 tracking_uri_option = click.option(
     "--tracking-uri", envvar=TRACKING_URI_ENV, default=None,
@@ -54,7 +60,9 @@ def cli() -> None:
               help="Tracking database: sqlite:///path.db or postgresql://user:pass@host:5432/db.")
 @click.option("--default-artifact-root", default=None,
               help="Where new experiments put artifacts [default: chosen by the server].")
-@click.option("--artifacts-destination", default="./mlartifacts", show_default=True, help="Local artifact folder.")
+@click.option("--artifacts-destination", envvar="MLGRID_ARTIFACTS_DESTINATION", default="./mlartifacts", show_default=True,
+              help="Where artifacts are stored: a local folder, or s3://bucket/prefix (with the MLGRID_S3_* "
+                   "settings) [env: MLGRID_ARTIFACTS_DESTINATION].")
 def server(host, grpc_port, port, backend_store_uri, default_artifact_root, artifacts_destination) -> None:
     """Run every mlgrid service in one process."""
     server_module = _import_server_module("services.server")
@@ -182,6 +190,97 @@ def restore_run(run_id, tracking_uri) -> None:
     """Restore a deleted run."""
     MlgridClient(tracking_uri).restore_run(run_id)
     click.echo(f"Run {run_id} restored")
+
+
+@cli.group()
+def artifacts() -> None:
+    """Log, list and download run artifacts."""
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str):
+    """A progress callback for transfers from any thread: a bar on stderr for large ones, else nothing."""
+    if total < PROGRESS_MIN_BYTES:
+        yield None
+        return
+    lock = threading.Lock()
+    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+
+        def update(nbytes: int) -> None:
+            with lock:
+                bar.update(nbytes)
+
+        yield update
+
+
+def _local_size(local_file: str | None, local_dir: str | None) -> int:
+    if local_file:
+        return os.path.getsize(local_file)
+    return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(local_dir) for name in names)
+
+
+@click.command()
+@click.option("--run-id", "-r", required=True, help="Run to log to.")
+@click.option("--local-file", "-l", type=click.Path(exists=True, dir_okay=False), help="A file to log.")
+@click.option("--local-dir", type=click.Path(exists=True, file_okay=False), help="A folder whose files to log.")
+@click.option("--artifact-path", "-a", default=None, help="Folder of the run's artifacts to log into [default: the root].")
+@tracking_uri_option
+def log_artifacts_command(run_id, local_file, local_dir, artifact_path, tracking_uri) -> None:
+    """Log a local file (--local-file) or every file under a local folder (--local-dir) as artifacts of a run."""
+    if (local_file is None) == (local_dir is None):
+        raise click.UsageError("give one of --local-file and --local-dir")
+    client = MlgridClient(tracking_uri)
+    root, folder = ArtifactRoot(run_id=run_id), (artifact_path or "").strip("/")
+    with _progress(_local_size(local_file, local_dir), "Uploading") as progress:
+        if local_file:
+            client.artifacts.upload_file(root, local_file, posixpath.join(folder, os.path.basename(local_file)), progress)
+        else:
+            client.artifacts.upload_dir(root, local_dir, folder, progress)
+    click.echo(f"Logged {local_file or local_dir} to run {run_id}" + (f" under {folder}" if folder else ""))
+
+
+# `log` takes a file or a folder; mlflow's two names work too.
+for _name in ("log", "log-artifact", "log-artifacts"):
+    artifacts.add_command(log_artifacts_command, _name)
+
+
+def _artifact_root_and_path(run_id, artifact_path, artifact_uri) -> tuple[ArtifactRoot, str]:
+    if (run_id is None) == (artifact_uri is None):
+        raise click.UsageError("give one of --run-id (with --artifact-path) and --artifact-uri")
+    if artifact_uri:
+        if artifact_path:
+            raise click.UsageError("--artifact-path goes with --run-id; put the path in --artifact-uri")
+        return parse_artifact_uri(artifact_uri)
+    return ArtifactRoot(run_id=run_id), (artifact_path or "").strip("/")
+
+
+@artifacts.command("download")
+@click.option("--run-id", "-r", default=None, help="Run whose artifacts to download.")
+@click.option("--artifact-path", "-a", default=None, help="File or folder of the run's artifacts [default: all].")
+@click.option("--artifact-uri", "-u", default=None, help="Instead of the two above: runs:/<run_id>/<path> or mlgrid-artifacts:/...")
+@click.option("--dst-path", "-d", default=None, help="Local folder to download into [default: a new temporary folder].")
+@tracking_uri_option
+def download_artifacts_command(run_id, artifact_path, artifact_uri, dst_path, tracking_uri) -> None:
+    """Download a file or folder of artifacts and print its local path."""
+    root, path = _artifact_root_and_path(run_id, artifact_path, artifact_uri)
+    client = MlgridClient(tracking_uri)
+    found = client.artifacts.stat(root, path)
+    total = sum(f.file_size for f in client.artifacts.list_files(root, path)) if found.file.is_dir else found.file.file_size
+    with _progress(total, "Downloading") as progress:
+        local = client.artifacts.download(root, path, dst_path, progress)
+    click.echo(local)
+
+
+@artifacts.command("list")
+@click.option("--run-id", "-r", default=None, help="Run whose artifacts to list.")
+@click.option("--artifact-path", "-a", default=None, help="Folder of the run's artifacts to list [default: the root].")
+@click.option("--artifact-uri", "-u", default=None, help="Instead of the two above: runs:/<run_id>/<path> or mlgrid-artifacts:/...")
+@tracking_uri_option
+def list_artifacts_command(run_id, artifact_path, artifact_uri, tracking_uri) -> None:
+    """List the files and folders directly in a folder of artifacts."""
+    root, path = _artifact_root_and_path(run_id, artifact_path, artifact_uri)
+    found = MlgridClient(tracking_uri).artifacts.list(root, path)
+    _print_table(["Path", "Type", "Size"], [[f.path, "dir" if f.is_dir else "file", "" if f.is_dir else f.file_size] for f in found])
 
 
 if __name__ == "__main__":
