@@ -11,7 +11,7 @@ from mlgrid.v1 import registry_pb2 as pb
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.registry.store.schema import registry_events
 
-RUN_ID = uuid.uuid4().hex
+RUN_ID = "0123456789abcdef0123456789abcdef"
 SOURCE = f"runs:/{RUN_ID}/model"
 Event = pb.RegistryEvent
 
