@@ -38,4 +38,5 @@ def registry_service(store: SqlRegistryStore) -> Service:
         SERVICE_NAME,
         lambda server: registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server(servicer, server),
         store.close,
+        store.stop_watchers,
     )

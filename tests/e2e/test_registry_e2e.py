@@ -1,11 +1,17 @@
 """The model registry through a real `mlgrid server`, with the client: register a run's model,
 promote it, follow an alias, and watch the changes as they happen."""
+import os
 import queue
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import grpc
 import pytest
-from conftest import unique
+from conftest import free_port, unique, wait_for_port
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import mlgrid
 from mlgrid.exceptions import MlgridException
@@ -96,3 +102,33 @@ def test_watch_events_live_and_resumed(server):
     alias_set = next(resumed)
     resumed.close()
     assert (alias_set.type, alias_set.details, alias_set.event_id) == ("ALIAS_SET", {"alias": "champion"}, version.event_id + 1)
+
+
+def test_registry_alone_ends_watches_when_stopped(tmp_path):
+    """`python -m services.registry` on its own: health, a watch, and a SIGTERM that ends the
+    watch with UNAVAILABLE at once instead of waiting out the shutdown grace period."""
+    port = free_port()
+    env = {**os.environ, "MLGRID_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlgrid.db", "MLGRID_HOST": "127.0.0.1",
+           "MLGRID_GRPC_PORT": str(port), "MLGRID_METRICS_PORT": "0"}
+    log_path = tmp_path / "registry.log"
+    proc = subprocess.Popen([sys.executable, "-m", "services.registry"], env=env, cwd=tmp_path,
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log_path)
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        status = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="mlgrid.v1.ModelRegistryService"), timeout=10)
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        client = mlgrid.MlgridClient(f"grpc://127.0.0.1:{port}")
+        client.create_registered_model("alone")
+        events = client.watch_registry_events()
+        assert next(events).name == "alone"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(MlgridException) as err:
+            next(events)
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE and "after_event_id=1" in err.value.message
+        assert proc.wait(timeout=20) == 0 and time.monotonic() - started < 10
+    finally:
+        proc.kill()
+        proc.wait()

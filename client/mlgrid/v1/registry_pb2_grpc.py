@@ -281,7 +281,8 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchEvents(self, request, context):
-        """Every stored event after after_event_id, then each new one as it is committed; never ends.
+        """Every stored event after after_event_id, then each new one as it is committed; a stopping
+        server ends the stream with UNAVAILABLE: watch again from the last event_id received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mlgrid.v1 import registry_pb2 as pb
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from services.registry.store import validation
 from services.registry.store.schema import (
     model_version_tags,
@@ -73,6 +73,12 @@ class SqlRegistryStore:
         # Set (and replaced) after each commit of this process, to wake its watchers at once;
         # changes made by other processes are seen by polling.
         self._committed = asyncio.Event()
+        self._stopping = False
+
+    def stop_watchers(self) -> None:
+        """End every watch with UNAVAILABLE (the server is stopping): watchers reconnect and resume."""
+        self._stopping = True
+        self._committed.set()
 
     async def close(self) -> None:
         if self._owns_engine:
@@ -407,11 +413,11 @@ class SqlRegistryStore:
     # ------------------------------------------------------------ events
 
     async def watch_events(self, after_event_id: int) -> AsyncIterator[pb.RegistryEvent]:
-        """Every stored event after `after_event_id`, then each new one as it is committed; never ends."""
+        """Every stored event after `after_event_id`, then each new one as it is committed, until the server stops."""
         if after_event_id < 0:
             raise InvalidArgument(f"after_event_id must be 0 or a previous event's id, got {after_event_id}")
         last = after_event_id
-        while True:
+        while not self._stopping:
             woken = self._committed  # taken before reading, so a commit during the read is not missed
             async with self._reader.connect() as conn:
                 rows = (await conn.execute(select(registry_events).where(registry_events.c.event_id > last)
@@ -427,6 +433,7 @@ class SqlRegistryStore:
                     await asyncio.wait_for(woken.wait(), self._poll_seconds)
                 except asyncio.TimeoutError:
                     pass
+        raise Unavailable(f"the registry is stopping; watch again with after_event_id={last} to resume")
 
     # ------------------------------------------------------------ entities from rows
 
