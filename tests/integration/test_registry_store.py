@@ -251,14 +251,20 @@ async def test_bad_version_input(registry_store):
     assert [v.version for v in (await registry_store.get_registered_model(name)).latest_versions] == ["1"]
 
 
-async def test_concurrent_creates_get_versions_1_to_50(registry_store):
+async def test_concurrent_creates_get_versions_1_to_50_and_events_in_commit_order(registry_store):
     name = await model_with_versions(registry_store, 0)
+    start = await last_event_id(registry_store)
     created = await asyncio.gather(*(
         registry_store.create_model_version(name, SOURCE, "", {}, "", "") for _ in range(50)
     ))
     assert sorted(int(v.version) for v in created) == list(range(1, 51))
     found, _ = await registry_store.search_model_versions(f"name = '{name}'", 0, [], "")
     assert sorted(int(v.version) for v in found) == list(range(1, 51))
+    # Versions are committed in number order, and event ids follow commit order.
+    watcher = registry_store.watch_events(start)
+    events = [e for e in await take(watcher, 50) if e.name == name]
+    await watcher.aclose()
+    assert [e.version for e in events] == [str(v) for v in range(1, 51)]
 
 
 # ---------------------------------------------------------------- events
