@@ -7,9 +7,10 @@ from pathlib import Path
 
 from services.artifacts.resolver import StoreRunResolver
 from services.artifacts.service import artifact_service
-from services.common.config import ArtifactsConfig, ServerConfig, StoreConfig
+from services.common.config import ArtifactsConfig, RegistryConfig, ServerConfig, StoreConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop, run_until_stopped
+from services.registry.service import registry_service, shared_store
 from services.tracking.service import open_store, tracking_service
 
 
@@ -37,7 +38,12 @@ def run(
         try:
             # The artifact service asks the tracking store of this process about runs.
             resolver = StoreRunResolver(store, artifacts_config.run_cache_seconds)
-            services = [await tracking_service(config, store), await artifact_service(artifacts_config, resolver)]
+            services = [
+                await tracking_service(config, store),
+                await artifact_service(artifacts_config, resolver),
+                # The registry's tables are in the tracking database: it shares the tracking store's engine.
+                registry_service(shared_store(store.engine, RegistryConfig.from_env())),
+            ]
         except BaseException:
             await store.close()
             raise

@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.common.config import StoreConfig
+from services.common.config import RegistryConfig, StoreConfig
+from services.registry.service import open_store as open_registry_store
 from services.tracking.migrations import upgrade
 from services.tracking.service import open_store
 
@@ -136,6 +137,26 @@ async def store(request, tmp_path, sqlite_template, artifact_root, pg_store):
     path = tmp_path / "mlgrid.db"
     shutil.copy(sqlite_template, path)
     store = await open_store(store_config(f"sqlite:///{path}", artifact_root))
+    yield store
+    await store.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_registry_store(pg_url, artifact_root):
+    store = await open_registry_store(store_config(pg_url, artifact_root), RegistryConfig())
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def registry_store(request, tmp_path, sqlite_template, artifact_root, pg_registry_store):
+    """The registry store on each backend: a fresh SQLite file, or the session's PostgreSQL database."""
+    if request.param == "postgres":
+        yield pg_registry_store
+        return
+    path = tmp_path / "mlgrid.db"
+    shutil.copy(sqlite_template, path)
+    store = await open_registry_store(store_config(f"sqlite:///{path}", artifact_root), RegistryConfig())
     yield store
     await store.close()
 

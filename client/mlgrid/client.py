@@ -1,4 +1,4 @@
-"""MlgridClient: one method per TrackingService RPC, with mlflow.MlflowClient's names and signatures."""
+"""MlgridClient: one method per TrackingService and ModelRegistryService RPC, with mlflow.MlflowClient's names and signatures."""
 from __future__ import annotations
 
 import functools
@@ -19,8 +19,9 @@ from mlgrid.entities import (
     DatasetInput, Experiment, FileInfo, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag, ViewType,
 )
 from mlgrid.exceptions import MlgridException
+from mlgrid.registry import RegistryMethods
 from mlgrid.v1 import tracking_pb2 as pb
-from mlgrid.v1 import tracking_pb2_grpc
+from mlgrid.v1 import registry_pb2_grpc, tracking_pb2_grpc
 
 TRACKING_URI_ENV = "MLGRID_TRACKING_URI"
 DEFAULT_TRACKING_URI = "grpc://127.0.0.1:50051"
@@ -97,8 +98,8 @@ class _ReplayableStream:
             yield item
 
 
-class MlgridClient:
-    """A client of the tracking service at `tracking_uri` (default: $MLGRID_TRACKING_URI, else grpc://127.0.0.1:50051).
+class MlgridClient(RegistryMethods):
+    """A client of the tracking service and model registry (RegistryMethods) at `tracking_uri` (default: $MLGRID_TRACKING_URI, else grpc://127.0.0.1:50051).
 
     Every method raises MlgridException when the call fails. Idempotent calls
     are retried with backoff while the server is UNAVAILABLE.
@@ -110,6 +111,7 @@ class MlgridClient:
         self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
         # Artifact transfers, on the same channel: the server (or gateway) serves both services.
         self.artifacts = ArtifactClient(self._channel, self._call)
+        self._registry = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -5,7 +5,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
-from mlgrid.v1 import artifacts_pb2
+from mlgrid.v1 import artifacts_pb2, registry_pb2
 from mlgrid.v1 import tracking_pb2 as pb
 
 
@@ -266,3 +266,69 @@ class MetricHistory:
         self.steps.extend(series.steps)
         self.timestamps.extend(series.timestamps)
         self.values.extend(series.values)
+
+
+# ---------------------------------------------------------------- model registry (mlflow.entities.model_registry)
+
+
+@dataclass(slots=True)
+class ModelVersion:
+    name: str
+    version: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    description: str
+    current_stage: str  # "None", "Staging", "Production" or "Archived"
+    source: str
+    run_id: str
+    status: str  # "READY", "PENDING_REGISTRATION" or "FAILED_REGISTRATION"
+    status_message: str
+    run_link: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_proto(cls, proto: registry_pb2.ModelVersion) -> ModelVersion:
+        return cls(
+            proto.name, proto.version, proto.creation_timestamp, proto.last_updated_timestamp, proto.description,
+            proto.current_stage, proto.source, proto.run_id, registry_pb2.ModelVersionStatus.Name(proto.status),
+            proto.status_message, proto.run_link, dict(proto.tags), list(proto.aliases),
+        )
+
+
+@dataclass(slots=True)
+class RegisteredModel:
+    name: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    description: str
+    latest_versions: list[ModelVersion] = field(default_factory=list)  # the highest version of each stage
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+
+    @classmethod
+    def from_proto(cls, proto: registry_pb2.RegisteredModel) -> RegisteredModel:
+        return cls(
+            proto.name, proto.creation_timestamp, proto.last_updated_timestamp, proto.description,
+            [ModelVersion.from_proto(v) for v in proto.latest_versions], dict(proto.tags),
+            {a.alias: a.version for a in proto.aliases},
+        )
+
+
+@dataclass(slots=True)
+class RegistryEvent:
+    """One stored change of the registry; `type` is a RegistryEvent.Type name such as "MODEL_VERSION_CREATED"."""
+
+    event_id: int
+    type: str
+    timestamp: int
+    name: str
+    version: str | None
+    details: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, proto: registry_pb2.RegistryEvent) -> RegistryEvent:
+        return cls(
+            proto.event_id, registry_pb2.RegistryEvent.Type.Name(proto.type), proto.timestamp, proto.name,
+            proto.version or None, dict(proto.details),
+        )

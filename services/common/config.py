@@ -123,3 +123,16 @@ class ArtifactsConfig:
             tracking_target=env_str("MLGRID_TRACKING_TARGET", "127.0.0.1:50051"),
             run_cache_seconds=env_int("MLGRID_ARTIFACTS_RUN_CACHE_SECONDS", 2),
         )
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The model registry: its tables live in the tracking database (StoreConfig.backend_store_uri)."""
+
+    # How often event watchers look for changes committed by other processes; changes made
+    # in the watcher's own process wake it at once.
+    event_poll_ms: int = 200
+
+    @classmethod
+    def from_env(cls) -> "RegistryConfig":
+        return cls(event_poll_ms=env_int("MLGRID_REGISTRY_EVENT_POLL_MS", 200))

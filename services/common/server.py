@@ -23,12 +23,20 @@ GRPC_OPTIONS = [
 
 
 class Service:
-    """One servicer to mount: its full proto service name, how to add it, what to close at stop."""
+    """One servicer to mount: its full proto service name, how to add it, what to close at stop, and
+    what to tell at the start of a stop (e.g. to end endless streams rather than wait out the grace period)."""
 
-    def __init__(self, name: str, add: Callable[[grpc.aio.Server], None], close: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        add: Callable[[grpc.aio.Server], None],
+        close: Callable[[], Awaitable[None]] | None = None,
+        stopping: Callable[[], None] | None = None,
+    ):
         self.name = name
         self.add = add
         self.close = close
+        self.stopping = stopping
 
 
 async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
@@ -64,6 +72,9 @@ async def run_until_stopped(
     await stop.wait()
     log.info("stopping: finishing in-flight calls (up to %.0fs)", grace_seconds)
     await health_servicer.enter_graceful_shutdown()
+    for service in services:
+        if service.stopping:
+            service.stopping()
     await server.stop(grace_seconds)
     for service in services:
         if service.close:
