@@ -8,13 +8,13 @@ from sqlalchemy import Select, exists, select
 
 from services.registry.store.schema import model_version_tags, model_versions, registered_model_tags, registered_models
 from services.tracking.store.search import (
-    _ATTRIBUTE_PREFIXES,
-    _COMPARE,
-    _TAG_PREFIXES,
+    ATTRIBUTE_PREFIXES,
+    COMPARE,
+    TAG_PREFIXES,
     Comparison,
     OrderKey,
-    _Grammar,
-    _ordered,
+    Grammar,
+    ordered,
     parse_filter,
     parse_order_by,
 )
@@ -24,9 +24,9 @@ _MODEL_ORDER_ATTRIBUTES = {
     "creation_timestamp": registered_models.c.creation_time,
     "last_updated_timestamp": registered_models.c.last_updated_time,
 }
-_MODELS = _Grammar(
+_MODELS = Grammar(
     subject="registered model",
-    prefixes={**_TAG_PREFIXES, **_ATTRIBUTE_PREFIXES},
+    prefixes={**TAG_PREFIXES, **ATTRIBUTE_PREFIXES},
     filter_attributes={"name": registered_models.c.name},
     order_attributes=_MODEL_ORDER_ATTRIBUTES,
     bare_filter_attributes=True,
@@ -47,9 +47,9 @@ _VERSION_ORDER_ATTRIBUTES = {
     "creation_timestamp": model_versions.c.creation_time,
     "last_updated_timestamp": model_versions.c.last_updated_time,
 }
-_VERSIONS = _Grammar(
+_VERSIONS = Grammar(
     subject="model version",
-    prefixes={**_TAG_PREFIXES, **_ATTRIBUTE_PREFIXES},
+    prefixes={**TAG_PREFIXES, **ATTRIBUTE_PREFIXES},
     filter_attributes=_VERSION_FILTER_ATTRIBUTES,
     order_attributes=_VERSION_ORDER_ATTRIBUTES,
     bare_filter_attributes=True,
@@ -61,23 +61,23 @@ _VERSIONS = _Grammar(
 
 def _model_condition(c: Comparison):
     if c.entity == "attribute":
-        return _COMPARE[c.op](_MODELS.filter_attributes[c.key], c.value)
+        return COMPARE[c.op](_MODELS.filter_attributes[c.key], c.value)
     t = registered_model_tags
-    return exists().where(t.c.model_id == registered_models.c.model_id, t.c.key == c.key, _COMPARE[c.op](t.c.value, c.value))
+    return exists().where(t.c.model_id == registered_models.c.model_id, t.c.key == c.key, COMPARE[c.op](t.c.value, c.value))
 
 
 def _version_condition(c: Comparison):
     if c.entity == "attribute":
-        return _COMPARE[c.op](_VERSION_FILTER_ATTRIBUTES[c.key], c.value)
+        return COMPARE[c.op](_VERSION_FILTER_ATTRIBUTES[c.key], c.value)
     t = model_version_tags
     return exists().where(
         t.c.model_id == model_versions.c.model_id, t.c.version == model_versions.c.version, t.c.key == c.key,
-        _COMPARE[c.op](t.c.value, c.value),
+        COMPARE[c.op](t.c.value, c.value),
     )
 
 
 def _ordering(keys: list[OrderKey], attributes: dict) -> list:
-    return [_ordered(attributes[k.key], k.ascending, nulls_last=False) for k in keys]
+    return [ordered(attributes[k.key], k.ascending, nulls_last=False) for k in keys]
 
 
 def model_search_select(filter_string: str, order_by: list[str], offset: int, limit: int) -> Select:

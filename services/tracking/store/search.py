@@ -84,7 +84,7 @@ class OrderKey:
 
 
 @dataclass(frozen=True)
-class _Grammar:
+class Grammar:
     subject: str  # "run" or "experiment", for messages
     prefixes: dict[str, str]  # prefix (lower case) -> entity
     filter_attributes: dict[str, Column]
@@ -97,8 +97,8 @@ class _Grammar:
 
 _NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 _ALL_OPS = "a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN)"
-_ATTRIBUTE_PREFIXES = {"attribute": "attribute", "attributes": "attribute", "attr": "attribute"}
-_TAG_PREFIXES = {"tag": "tag", "tags": "tag"}
+ATTRIBUTE_PREFIXES = {"attribute": "attribute", "attributes": "attribute", "attr": "attribute"}
+TAG_PREFIXES = {"tag": "tag", "tags": "tag"}
 
 _RUN_ATTRIBUTES = {
     "run_id": runs.c.run_uuid,
@@ -109,12 +109,12 @@ _RUN_ATTRIBUTES = {
     "artifact_uri": runs.c.artifact_uri,
     "user_id": runs.c.user_id,
 }
-_RUNS = _Grammar(
+_RUNS = Grammar(
     subject="run",
     prefixes={
         "metric": "metric", "metrics": "metric",
         "param": "param", "params": "param", "parameter": "param", "parameters": "param",
-        **_TAG_PREFIXES, **_ATTRIBUTE_PREFIXES, "run": "attribute",
+        **TAG_PREFIXES, **ATTRIBUTE_PREFIXES, "run": "attribute",
     },
     filter_attributes=_RUN_ATTRIBUTES,
     order_attributes=_RUN_ATTRIBUTES,
@@ -129,9 +129,9 @@ _EXPERIMENT_FILTER_ATTRIBUTES = {
     "creation_time": experiments.c.creation_time,
     "last_update_time": experiments.c.last_update_time,
 }
-_EXPERIMENTS = _Grammar(
+_EXPERIMENTS = Grammar(
     subject="experiment",
-    prefixes={**_TAG_PREFIXES, **_ATTRIBUTE_PREFIXES},
+    prefixes={**TAG_PREFIXES, **ATTRIBUTE_PREFIXES},
     filter_attributes=_EXPERIMENT_FILTER_ATTRIBUTES,
     order_attributes={**_EXPERIMENT_FILTER_ATTRIBUTES, "experiment_id": experiments.c.experiment_id},
     bare_filter_attributes=True,
@@ -148,7 +148,7 @@ def _is_numeric(column: Column) -> bool:
 class _Parser:
     """Recursive descent over one filter or order_by clause; errors quote it and point at a position."""
 
-    def __init__(self, what: str, text: str, grammar: _Grammar):
+    def __init__(self, what: str, text: str, grammar: Grammar):
         self.what, self.text, self.grammar = what, text, grammar
         self.tokens = self._tokenize()
         self.i = 0
@@ -302,11 +302,11 @@ class _Parser:
         return OrderKey(entity, key, ascending)
 
 
-def parse_filter(filter_string: str, grammar: _Grammar) -> list[Comparison]:
+def parse_filter(filter_string: str, grammar: Grammar) -> list[Comparison]:
     return _Parser("filter", filter_string, grammar).filter()
 
 
-def parse_order_by(order_by: list[str], grammar: _Grammar) -> list[OrderKey]:
+def parse_order_by(order_by: list[str], grammar: Grammar) -> list[OrderKey]:
     return [_Parser("order_by", clause, grammar).order_key() for clause in order_by]
 
 
@@ -348,7 +348,7 @@ def _like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-_COMPARE = {
+COMPARE = {
     "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "LIKE": lambda column, pattern: _CaseSensitiveLike(column, literal(pattern), literal(_like_to_glob(pattern))),
     "ILIKE": lambda column, pattern: column.ilike(pattern, escape="\\"),
@@ -372,9 +372,10 @@ def _value_prefix(value: Column):
     return func.substr(value, literal_column("1"), literal_column(str(VALUE_INDEX_PREFIX)))
 
 
-def _ordered(column, ascending: bool, nulls_last: bool):
-    ordered = column.asc() if ascending else column.desc()
-    return ordered.nulls_last() if nulls_last else ordered
+def ordered(column, ascending: bool, nulls_last: bool):
+    """`column` ASC or DESC, with NULLs last when asked (the grammar shared by runs, experiments and the registry)."""
+    by = column.asc() if ascending else column.desc()
+    return by.nulls_last() if nulls_last else by
 
 
 _RUN_KEYED = {"metric": latest_metrics, "param": params, "tag": tags}
@@ -383,7 +384,7 @@ _RUN_KEYED = {"metric": latest_metrics, "param": params, "tag": tags}
 def _value_conditions(c: Comparison, row) -> list:
     """`c` on a metric, param or tag row, in a form the value indexes serve."""
     if c.entity == "metric":
-        return [_COMPARE[c.op](row.value, c.value), row.is_nan == false()]  # NaN matches no comparison
+        return [COMPARE[c.op](row.value, c.value), row.is_nan == false()]  # NaN matches no comparison
     prefix = _value_prefix(row.value)
     if c.op == "=" and len(c.value) < VALUE_INDEX_PREFIX:
         # Exact on its own for a shorter value. (With `value = constant` beside it,
@@ -393,12 +394,12 @@ def _value_conditions(c: Comparison, row) -> list:
         return [prefix == c.value[:VALUE_INDEX_PREFIX], row.value == c.value]
     if c.op == "IN":
         return [prefix.in_([v[:VALUE_INDEX_PREFIX] for v in c.value]), row.value.in_(c.value)]
-    return [_COMPARE[c.op](row.value, c.value)]
+    return [COMPARE[c.op](row.value, c.value)]
 
 
 def _run_condition(c: Comparison):
     if c.entity == "attribute":
-        return _COMPARE[c.op](_RUN_ATTRIBUTES[c.key], c.value)
+        return COMPARE[c.op](_RUN_ATTRIBUTES[c.key], c.value)
     table = _RUN_KEYED[c.entity]
     return runs.c.run_uuid.in_(select(table.c.run_uuid).where(table.c.key == c.key, *_value_conditions(c, table.c)))
 
@@ -428,7 +429,7 @@ def run_search_phases(
     missing = ~select(lm.c.run_uuid).where(on_key).exists()
     rest = keys[1:]
     return [
-        _ordered_runs(conditions, rest, source=numbers, leading=[_ordered(lm.c.value, first.ascending, nulls_last=False)]),
+        _ordered_runs(conditions, rest, source=numbers, leading=[ordered(lm.c.value, first.ascending, nulls_last=False)]),
         _ordered_runs(conditions, rest, source=nans),
         _ordered_runs([*conditions, missing], rest),
     ]
@@ -464,7 +465,7 @@ def _ordered_runs(conditions: list, keys: list[OrderKey], source=runs, leading: 
     for k in keys:
         if k.entity == "attribute":
             column = _RUN_ATTRIBUTES[k.key]
-            ordering.append(_ordered(column, k.ascending, nulls_last=column.nullable))
+            ordering.append(ordered(column, k.ascending, nulls_last=column.nullable))
             continue
         row = joined.get((k.entity, k.key))
         if row is None:
@@ -473,9 +474,9 @@ def _ordered_runs(conditions: list, keys: list[OrderKey], source=runs, leading: 
         if k.entity == "metric":
             # Numbers, then NaN, then runs without the metric, in both directions.
             ordering.append(case((row.c.run_uuid.is_(None), 2), (row.c.is_nan, 1), else_=0))
-            ordering.append(_ordered(row.c.value, k.ascending, nulls_last=False))
+            ordering.append(ordered(row.c.value, k.ascending, nulls_last=False))
         else:
-            ordering.append(_ordered(row.c.value, k.ascending, nulls_last=True))
+            ordering.append(ordered(row.c.value, k.ascending, nulls_last=True))
     attributes = {k.key for k in keys if k.entity == "attribute"}
     if "start_time" not in attributes:
         ordering.append(runs.c.start_time.desc())
@@ -486,9 +487,9 @@ def _ordered_runs(conditions: list, keys: list[OrderKey], source=runs, leading: 
 
 def _experiment_condition(c: Comparison):
     if c.entity == "attribute":
-        return _COMPARE[c.op](_EXPERIMENT_FILTER_ATTRIBUTES[c.key], c.value)
+        return COMPARE[c.op](_EXPERIMENT_FILTER_ATTRIBUTES[c.key], c.value)
     tagged = select(experiment_tags.c.experiment_id).where(
-        experiment_tags.c.key == c.key, _COMPARE[c.op](experiment_tags.c.value, c.value)
+        experiment_tags.c.key == c.key, COMPARE[c.op](experiment_tags.c.value, c.value)
     )
     return experiments.c.experiment_id.in_(tagged)
 
@@ -498,7 +499,7 @@ def experiment_search_select(filter_string: str, view_type: int, order_by: list[
     conditions = _view_conditions(experiments.c.lifecycle_stage, view_type)
     conditions += [_experiment_condition(c) for c in parse_filter(filter_string, _EXPERIMENTS)]
     keys = parse_order_by(order_by, _EXPERIMENTS) or [OrderKey("attribute", "creation_time", ascending=False)]
-    ordering = [_ordered(_EXPERIMENTS.order_attributes[k.key], k.ascending, nulls_last=False) for k in keys]
+    ordering = [ordered(_EXPERIMENTS.order_attributes[k.key], k.ascending, nulls_last=False) for k in keys]
     if "experiment_id" not in {k.key for k in keys}:
         ordering.append(experiments.c.experiment_id.asc())
     return select(experiments).where(*conditions).order_by(*ordering).offset(offset).limit(limit)
