@@ -2,6 +2,8 @@
 on the ModelRegistryService reached through the client's channel."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 
 from mlgrid.entities import ModelVersion, PagedList, RegisteredModel, RegistryEvent
@@ -47,6 +49,10 @@ class RegistryMethods:
         response = self._unary(self._registry.SearchRegisteredModels, request, idempotent=True)
         return PagedList([RegisteredModel.from_proto(m) for m in response.registered_models], response.next_page_token or None)
 
+    def iter_registered_models(self, filter_string: str | None = None, order_by: list[str] | None = None) -> Iterator[RegisteredModel]:
+        """Every registered model matching the search, page by page."""
+        return self._iter_pages(lambda token: self.search_registered_models(filter_string, 1000, order_by, token))
+
     def set_registered_model_tag(self, name: str, key: str, value) -> None:
         request = pb.SetRegisteredModelTagRequest(name=name, key=key, value=str(value))
         self._unary(self._registry.SetRegisteredModelTag, request, idempotent=True)
@@ -89,6 +95,10 @@ class RegistryMethods:
         )
         response = self._unary(self._registry.SearchModelVersions, request, idempotent=True)
         return PagedList([ModelVersion.from_proto(v) for v in response.model_versions], response.next_page_token or None)
+
+    def iter_model_versions(self, filter_string: str | None = None, order_by: list[str] | None = None) -> Iterator[ModelVersion]:
+        """Every model version matching the search, page by page."""
+        return self._iter_pages(lambda token: self.search_model_versions(filter_string, 1000, order_by, token))
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
         request = pb.GetLatestVersionsRequest(name=name, stages=stages or [])

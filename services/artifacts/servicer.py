@@ -12,7 +12,7 @@ from mlgrid import _wire
 from mlgrid.v1 import artifacts_pb2 as pb
 from mlgrid.v1 import artifacts_pb2_grpc
 from services.artifacts.handlers import ArtifactHandler, Target, UploadChecks
-from services.common.errors import InvalidArgument, grpc_errors
+from services.common.errors import FailedPrecondition, InvalidArgument, grpc_errors
 
 SERVICE_NAME = "mlgrid.v1.ArtifactService"
 
@@ -32,8 +32,9 @@ def _upload_request(raw: bytes):
         raise InvalidArgument("malformed UploadRequest message") from None
 
 
-async def _chunks(requests, checks: UploadChecks):
-    """The chunks of an upload; a trailer, last, fills in the sender's sha256."""
+async def _chunks(requests, checks: UploadChecks, context):
+    """The chunks of an upload; a trailer, last, fills in the sender's sha256. A client that
+    cancels can end the request stream as if it had finished: that is no complete upload."""
     async for raw in requests:
         request = _upload_request(raw)
         kind = "chunk" if isinstance(request, memoryview) else request.WhichOneof("part")
@@ -47,6 +48,8 @@ async def _chunks(requests, checks: UploadChecks):
             checks.trailer_sha256 = request.trailer.sha256
         else:
             raise InvalidArgument("an upload has one header, first; this one sent another")
+    if context.cancelled():
+        raise FailedPrecondition("the client cancelled the upload before it ended; nothing was kept")
 
 
 class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
@@ -63,7 +66,7 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
         checks = UploadChecks(
             size=header.expected_size if header.HasField("expected_size") else None, sha256=header.expected_sha256
         )
-        stored = await self.handler.upload(_target(header.target), checks, _chunks(request_iterator, checks))
+        stored = await self.handler.upload(_target(header.target), checks, _chunks(request_iterator, checks, context))
         return pb.UploadResponse(path=stored.path, size=stored.size, sha256=stored.sha256)
 
     @grpc_errors

@@ -253,11 +253,12 @@ def any_server(request):
     return request.getfixturevalue("server" if request.param == "local" else "s3_server")
 
 
-def uploads_in_progress(server) -> list:
+def uploads_in_progress(server) -> set[str]:
+    """Temporary files (local) or multipart upload ids (S3) of unfinished uploads."""
     if "s3" not in server:
-        return os.listdir(server["workdir"] / "mlartifacts" / ".mlgrid-uploads")
+        return set(os.listdir(server["workdir"] / "mlartifacts" / ".mlgrid-uploads"))
     s3 = server["s3"]
-    return s3["client"]._list_multipart_uploads(s3["bucket"], prefix=server["prefix"] + "/").uploads
+    return {u.upload_id for u in s3["client"]._list_multipart_uploads(s3["bucket"], prefix=server["prefix"] + "/").uploads}
 
 
 def test_a_client_that_disconnects_mid_upload_leaves_nothing(any_server):
@@ -273,12 +274,13 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(any_server):
         release.wait(30)
 
     stub = stub_for(any_server["uri"])
+    earlier = uploads_in_progress(any_server)  # the server is shared: other tests' uploads may still be ending
     call = stub.Upload.future(requests())
     assert sent.wait(30)
-    eventually(lambda: len(uploads_in_progress(any_server)) == 1)
+    eventually(lambda: len(uploads_in_progress(any_server) - earlier) == 1)
     call.cancel()
     release.set()
-    eventually(lambda: uploads_in_progress(any_server) == [])
+    eventually(lambda: not uploads_in_progress(any_server) - earlier)
     with pytest.raises(grpc.RpcError) as err:
         stub.StatArtifact(pb.StatArtifactRequest(target=target))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

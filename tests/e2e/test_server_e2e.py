@@ -220,3 +220,32 @@ def test_iter_runs_streams_all_pages_in_order(server):
     scored = [r.info.run_id for r in client.iter_runs(experiment_id, "metrics.score = 1", page_size=4)]
     assert scored == created[::2][::-1]
     assert list(client.iter_runs(experiment_id, "metrics.score > 5")) == []
+
+
+def test_cli_model_registry(server):
+    name = unique()
+    run = mlgrid.MlgridClient(server["uri"]).create_run("0")
+    for expected_version in ("1", "2"):
+        registered = cli(server, "models", "register", "-m", f"runs:/{run.info.run_id}/model", "-n", name)
+        assert registered.returncode == 0, registered.stderr
+        assert registered.stdout.strip() == f"Registered {name} version {expected_version} from runs:/{run.info.run_id}/model"
+    assert cli(server, "model-versions", "set-alias", "-n", name, "-a", "champion", "-v", "1").returncode == 0
+
+    listed = cli(server, "registered-models", "list", "--filter", f"name = '{name}'").stdout.splitlines()
+    assert listed[0].split() == ["Name", "Latest", "Versions", "Aliases", "Last", "Updated"]
+    assert len(listed) == 2 and listed[1].startswith(name) and "None: 2" in listed[1] and "champion: 1" in listed[1]
+    described = json.loads(cli(server, "registered-models", "describe", "-n", name).stdout)
+    assert described["aliases"] == {"champion": "1"} and [v["version"] for v in described["latest_versions"]] == ["2"]
+    versions = cli(server, "model-versions", "list", "-n", name).stdout.splitlines()
+    assert [line.split()[0] for line in versions[1:]] == ["2", "1"] and "champion" in versions[2]
+    version = mlgrid.MlgridClient(server["uri"]).get_model_version(name, "2")
+    assert version.run_id == run.info.run_id and version.source == f"runs:/{run.info.run_id}/model"
+
+    assert cli(server, "model-versions", "delete-alias", "-n", name, "-a", "champion").returncode == 0
+    assert json.loads(cli(server, "registered-models", "describe", "-n", name).stdout)["aliases"] == {}
+    for args, code in [(("model-versions", "list", "-n", name + "-missing"), "NOT_FOUND"),
+                       (("model-versions", "set-alias", "-n", name, "-a", "latest", "-v", "1"), "INVALID_ARGUMENT"),
+                       (("models", "register", "-m", "/etc/passwd", "-n", name), "INVALID_ARGUMENT")]:
+        refused = cli(server, *args)
+        assert refused.returncode == 1 and code in refused.stderr and "Traceback" not in refused.stderr
+    assert [line.split()[0] for line in cli(server, "model-versions", "list", "-n", name).stdout.splitlines()[1:]] == ["2", "1"]

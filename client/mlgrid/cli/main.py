@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import importlib
 import json
@@ -10,6 +11,7 @@ import posixpath
 import threading
 
 import click
+import grpc
 
 from mlgrid.artifacts import ArtifactRoot, parse_artifact_uri
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient
@@ -281,6 +283,112 @@ def list_artifacts_command(run_id, artifact_path, artifact_uri, tracking_uri) ->
     root, path = _artifact_root_and_path(run_id, artifact_path, artifact_uri)
     found = MlgridClient(tracking_uri).artifacts.list(root, path)
     _print_table(["Path", "Type", "Size"], [[f.path, "dir" if f.is_dir else "file", "" if f.is_dir else f.file_size] for f in found])
+
+
+# ---------------------------------------------------------------- model registry
+
+
+def _name_filter(name: str) -> str:
+    """`name = '<name>'` for the registry's filter grammar, quoted with a quote the name does not hold."""
+    quote = "'" if "'" not in name else '"'
+    if quote in name:
+        raise click.BadParameter(f"{name!r} holds both kinds of quotes; it cannot be named in a filter")
+    return f"name = {quote}{name}{quote}"
+
+
+def _run_id_of(model_uri: str) -> str | None:
+    """The run of a runs:/<run_id>/<path> URI; None for other sources."""
+    if not model_uri.startswith("runs:/"):
+        return None
+    return model_uri.removeprefix("runs:/").lstrip("/").split("/", 1)[0] or None
+
+
+@cli.group()
+def models() -> None:
+    """Register models in the model registry."""
+
+
+@models.command("register")
+@click.option("-m", "--model-uri", required=True, help="The model's files: runs:/<run_id>/<path>, mlgrid-artifacts:/..., s3://...")
+@click.option("-n", "--name", required=True, help="Registered model to add a version to (created if missing).")
+@tracking_uri_option
+def register_model(model_uri, name, tracking_uri) -> None:
+    """Register MODEL_URI as the next version of NAME, as mlflow.register_model does."""
+    client = MlgridClient(tracking_uri)
+    try:
+        client.create_registered_model(name)
+    except MlgridException as error:
+        if error.code != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    version = client.create_model_version(name, model_uri, run_id=_run_id_of(model_uri))
+    click.echo(f"Registered {name} version {version.version} from {version.source}")
+
+
+@cli.group("registered-models")
+def registered_models() -> None:
+    """List and describe registered models."""
+
+
+@registered_models.command("list")
+@click.option("--filter", "filter_string", default="", help="e.g. \"name LIKE '%churn%'\" or \"tags.team = 'a'\".")
+@tracking_uri_option
+def list_registered_models(filter_string, tracking_uri) -> None:
+    """List registered models with their latest versions and aliases."""
+    found = MlgridClient(tracking_uri).iter_registered_models(filter_string)
+    rows = [
+        [m.name, ", ".join(f"{v.current_stage}: {v.version}" for v in m.latest_versions),
+         ", ".join(f"{alias}: {version}" for alias, version in sorted(m.aliases.items())), _format_time(m.last_updated_timestamp)]
+        for m in found
+    ]
+    _print_table(["Name", "Latest Versions", "Aliases", "Last Updated"], rows)
+
+
+@registered_models.command("describe")
+@click.option("-n", "--name", required=True)
+@tracking_uri_option
+def describe_registered_model(name, tracking_uri) -> None:
+    """Print a registered model as JSON."""
+    click.echo(json.dumps(dataclasses.asdict(MlgridClient(tracking_uri).get_registered_model(name)), indent=4))
+
+
+@cli.group("model-versions")
+def model_versions() -> None:
+    """List model versions and move aliases."""
+
+
+@model_versions.command("list")
+@click.option("-n", "--name", required=True, help="Registered model whose versions to list.")
+@tracking_uri_option
+def list_model_versions(name, tracking_uri) -> None:
+    """List the versions of a registered model, newest first."""
+    client = MlgridClient(tracking_uri)
+    client.get_registered_model(name)  # NOT_FOUND for a model that does not exist, rather than an empty list
+    found = client.iter_model_versions(_name_filter(name))
+    rows = [
+        [v.version, v.current_stage, ", ".join(v.aliases), v.status, v.source, _format_time(v.creation_timestamp)]
+        for v in found
+    ]
+    _print_table(["Version", "Stage", "Aliases", "Status", "Source", "Created"], rows)
+
+
+@model_versions.command("set-alias")
+@click.option("-n", "--name", required=True)
+@click.option("-a", "--alias", required=True, help="e.g. champion; moved here if it names another version.")
+@click.option("-v", "--version", required=True)
+@tracking_uri_option
+def set_model_version_alias(name, alias, version, tracking_uri) -> None:
+    """Point ALIAS of a registered model at a version (models:/NAME@ALIAS)."""
+    MlgridClient(tracking_uri).set_registered_model_alias(name, alias, version)
+    click.echo(f"models:/{name}@{alias} -> version {version}")
+
+
+@model_versions.command("delete-alias")
+@click.option("-n", "--name", required=True)
+@click.option("-a", "--alias", required=True)
+@tracking_uri_option
+def delete_model_version_alias(name, alias, tracking_uri) -> None:
+    """Remove an alias of a registered model."""
+    MlgridClient(tracking_uri).delete_registered_model_alias(name, alias)
 
 
 if __name__ == "__main__":
