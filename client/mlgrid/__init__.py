@@ -31,6 +31,7 @@ from mlgrid.fluent import (
     log_param,
     log_params,
     log_text,
+    register_model,
     search_runs,
     set_experiment,
     set_tag,
@@ -44,6 +45,6 @@ __all__ = [
     "download_artifacts", "end_run", "entities", "exceptions", "flush", "get_artifact_uri", "get_run",
     "get_tracking_uri", "last_active_run", "list_artifacts", "load_dict", "load_image", "load_text",
     "log_artifact", "log_artifacts", "log_dict", "log_figure", "log_image", "log_metric", "log_metrics",
-    "log_param", "log_params", "log_text", "search_runs", "set_experiment", "set_tag", "set_tags",
+    "log_param", "log_params", "log_text", "register_model", "search_runs", "set_experiment", "set_tag", "set_tags",
     "set_tracking_uri", "start_run",
 ]

@@ -20,7 +20,7 @@ import grpc
 from mlgrid import artifacts
 from mlgrid._batching import MetricBatcher
 from mlgrid.client import DEFAULT_TRACKING_URI, TRACKING_URI_ENV, MlgridClient, current_user, grpc_target
-from mlgrid.entities import Experiment, Param, Run, RunTag, ViewType
+from mlgrid.entities import Experiment, ModelVersion, Param, Run, RunTag, ViewType
 from mlgrid.exceptions import MlgridException
 
 EXPERIMENT_NAME_ENV = "MLGRID_EXPERIMENT_NAME"
@@ -229,6 +229,11 @@ def last_active_run() -> Run | None:
 
 def get_run(run_id: str) -> Run:
     return _get_client().get_run(run_id)
+
+
+def register_model(model_uri: str, name: str, tags: dict | None = None) -> ModelVersion:
+    """Register `model_uri` (e.g. runs:/<run_id>/model) as a new version of `name`, created when missing."""
+    return _get_client().register_model(model_uri, name, tags)
 
 
 def search_runs(

@@ -74,6 +74,17 @@ class RegistryMethods:
         )
         return ModelVersion.from_proto(self._unary(self._registry.CreateModelVersion, request, idempotent=False).model_version)
 
+    def register_model(self, model_uri: str, name: str, tags: dict | None = None) -> ModelVersion:
+        """`model_uri` as the next version of `name`, creating the registered model when missing
+        (mlflow.register_model); a runs:/<run_id>/... URI also records the run."""
+        try:
+            self.create_registered_model(name)
+        except MlgridException as error:
+            if error.code != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        run_id = model_uri.removeprefix("runs:/").lstrip("/").split("/", 1)[0] if model_uri.startswith("runs:/") else None
+        return self.create_model_version(name, model_uri, run_id=run_id or None, tags=tags)
+
     def get_model_version(self, name: str, version) -> ModelVersion:
         request = pb.GetModelVersionRequest(name=name, version=str(version))
         return ModelVersion.from_proto(self._unary(self._registry.GetModelVersion, request, idempotent=True).model_version)

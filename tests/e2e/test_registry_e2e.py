@@ -132,3 +132,16 @@ def test_registry_alone_ends_watches_when_stopped(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_fluent_register_model_creates_the_model_once_and_records_the_run(server):
+    mlgrid.set_tracking_uri(server["uri"])
+    name = unique()
+    with mlgrid.start_run() as run:
+        first = mlgrid.register_model(f"runs:/{run.info.run_id}/model", name)
+    second = mlgrid.register_model(f"runs:/{run.info.run_id}/model", name, tags={"stage": "candidate"})
+    assert (first.version, second.version) == ("1", "2")
+    assert second.run_id == run.info.run_id and second.tags == {"stage": "candidate"}
+    with pytest.raises(mlgrid.MlgridException, match="INVALID_ARGUMENT"):
+        mlgrid.register_model("/etc/passwd", name)
+    assert [v.version for v in mlgrid.MlgridClient(server["uri"]).iter_model_versions(f"name = '{name}'")] == ["2", "1"]

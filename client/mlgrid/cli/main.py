@@ -11,7 +11,6 @@ import posixpath
 import threading
 
 import click
-import grpc
 
 from mlgrid.artifacts import ArtifactRoot, parse_artifact_uri
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient
@@ -296,13 +295,6 @@ def _name_filter(name: str) -> str:
     return f"name = {quote}{name}{quote}"
 
 
-def _run_id_of(model_uri: str) -> str | None:
-    """The run of a runs:/<run_id>/<path> URI; None for other sources."""
-    if not model_uri.startswith("runs:/"):
-        return None
-    return model_uri.removeprefix("runs:/").lstrip("/").split("/", 1)[0] or None
-
-
 @cli.group()
 def models() -> None:
     """Register models in the model registry."""
@@ -314,13 +306,7 @@ def models() -> None:
 @tracking_uri_option
 def register_model(model_uri, name, tracking_uri) -> None:
     """Register MODEL_URI as the next version of NAME, as mlflow.register_model does."""
-    client = MlgridClient(tracking_uri)
-    try:
-        client.create_registered_model(name)
-    except MlgridException as error:
-        if error.code != grpc.StatusCode.ALREADY_EXISTS:
-            raise
-    version = client.create_model_version(name, model_uri, run_id=_run_id_of(model_uri))
+    version = MlgridClient(tracking_uri).register_model(model_uri, name)
     click.echo(f"Registered {name} version {version.version} from {version.source}")
 
 
