@@ -3,6 +3,7 @@ with health, reflection and Prometheus metrics, stopped cleanly on SIGTERM."""
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 
 import grpc
@@ -10,6 +11,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from services.common.config import ServerConfig
+from services.common.errors import MlgridError
 from services.common.metrics import PrometheusInterceptor
 
 log = logging.getLogger("mlgrid.server")
@@ -91,6 +94,21 @@ def run_event_loop(main: Coroutine) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
+
+
+def serve_alone(name: str, build: Callable[[], Awaitable[Service]], default_grpc_port: int = 50051) -> None:
+    """`python -m services.<name>`: one service, built and configured from the environment, served until SIGTERM."""
+    configure_logging()
+
+    async def main() -> None:
+        server = ServerConfig.from_env(default_grpc_port=default_grpc_port)
+        service = await build()
+        await run_until_stopped([service], server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
+
+    try:
+        run_event_loop(main())
+    except MlgridError as e:
+        sys.exit(f"mlgrid {name}: {e.message}")
 
 
 def configure_logging() -> None:
