@@ -76,14 +76,13 @@ class RegistryMethods:
 
     def register_model(self, model_uri: str, name: str, tags: dict | None = None) -> ModelVersion:
         """`model_uri` as the next version of `name`, creating the registered model when missing
-        (mlflow.register_model); a runs:/<run_id>/... URI also records the run."""
+        (mlflow.register_model); the registry records the run of a runs:/<run_id>/... URI."""
         try:
             self.create_registered_model(name)
         except MlgridException as error:
             if error.code != grpc.StatusCode.ALREADY_EXISTS:
                 raise
-        run_id = model_uri.removeprefix("runs:/").lstrip("/").split("/", 1)[0] if model_uri.startswith("runs:/") else None
-        return self.create_model_version(name, model_uri, run_id=run_id or None, tags=tags)
+        return self.create_model_version(name, model_uri, tags=tags)
 
     def get_model_version(self, name: str, version) -> ModelVersion:
         request = pb.GetModelVersionRequest(name=name, version=str(version))

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from services.common.errors import InvalidArgument
+from services.tracking.store.validation import RUN_ID_PATTERN
 
 PROXIED_SCHEMES = ("mlgrid-artifacts", "mlflow-artifacts")
 # The local backend's folder for uploads in progress, at its root; no path may name it.
 UPLOADS_DIR = ".mlgrid-uploads"
 MAX_KEY_BYTES = 1024  # S3's limit on a key
 MAX_SEGMENT_BYTES = 255  # file systems' limit on a name
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -63,13 +63,13 @@ def run_in_key(key: str) -> tuple[str, str] | None:
     """(run id, the run's folder key) when `key` is inside a run's artifacts folder (`.../<run_id>/artifacts/...`)."""
     segments = key.split("/")
     for i in range(len(segments) - 1):
-        if segments[i + 1] == "artifacts" and _RUN_ID.match(segments[i]):
+        if segments[i + 1] == "artifacts" and RUN_ID_PATTERN.match(segments[i]):
             return segments[i], "/".join(segments[: i + 2])
     return None
 
 
 def check_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
+    if not RUN_ID_PATTERN.match(run_id):
         raise InvalidArgument(f"invalid run id {run_id!r}: a run id is 32 lowercase hexadecimal characters")
     return run_id
 

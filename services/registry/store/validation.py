@@ -5,16 +5,15 @@ from urllib.parse import urlparse
 from services.common.errors import InvalidArgument
 from services.registry.store.schema import MAX_NAME_LENGTH
 from services.tracking.store import validation as tracking_validation
+from services.tracking.store.validation import RUN_ID_PATTERN, STORE_SCHEMES
 
 STAGES = ("None", "Staging", "Production", "Archived")
 ARCHIVING_STAGES = ("Staging", "Production")  # the stages archive_existing_versions applies to
-STORE_SCHEMES = ("s3", "gs", "wasbs", "abfss", "hdfs")
 MAX_ALIAS_LENGTH = 255
 
 _ALIAS_PATTERN = re.compile(r"^[\w\-]+$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 _VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
-_RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _SOURCE_FORMS = (
     "runs:/<run_id>/<path>, mlgrid-artifacts:/<path>, or a store URI "
     f"({', '.join(s + '://bucket/path' for s in STORE_SCHEMES)})"
@@ -83,7 +82,7 @@ def source(value: str) -> str:
         raise bad("a models:/ URI cannot be a source; register the source of that version instead")
     if parsed.scheme == "runs":
         run_id, _, path = value[len("runs:/"):].partition("/") if value.startswith("runs:/") and not parsed.netloc else ("", "", "")
-        if not _RUN_ID_PATTERN.match(run_id) or not path or path.startswith("/") or "//" in path:
+        if not RUN_ID_PATTERN.match(run_id) or not path or path.startswith("/") or "//" in path:
             raise bad("expected runs:/<32-hex run id>/<relative path>")
         return value
     if parsed.scheme == "mlgrid-artifacts":

@@ -1,5 +1,7 @@
 """Schema migrations (Alembic): `mlgrid db upgrade URI` applies them; servers refuse a stale schema."""
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -7,9 +9,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import async_url
+from services.common.config import StoreConfig
+from services.common.db import async_url, create_engine
 from services.common.errors import FailedPrecondition
 
 MIGRATIONS_DIR = Path(__file__).parent
@@ -51,3 +55,21 @@ async def ensure_current(engine: AsyncEngine, uri: str, auto_init: bool) -> None
         f"the database at {engine.url.render_as_string(hide_password=True)} has {found}, "
         f"this server needs revision {head}: run `mlgrid db upgrade <backend store URI>` first"
     )
+
+
+@contextlib.asynccontextmanager
+async def checked_engine(config: StoreConfig) -> AsyncIterator[AsyncEngine]:
+    """An engine on the backend store with a current schema (see ensure_current), for the block to open
+    a store on. Database errors in it become FAILED_PRECONDITION naming the store; if it fails, the
+    engine is disposed, otherwise it is the store's to close."""
+    engine = create_engine(config.backend_store_uri, config.db_pool_size)
+    try:
+        await ensure_current(engine, config.backend_store_uri, config.db_auto_init)
+        yield engine
+    except (OSError, DBAPIError) as e:
+        await engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise FailedPrecondition(f"cannot use the backend store {where}: {e}. Check MLGRID_BACKEND_STORE_URI") from e
+    except BaseException:
+        await engine.dispose()
+        raise

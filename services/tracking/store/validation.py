@@ -22,10 +22,11 @@ MAX_ARTIFACT_LOCATION_LENGTH = 950  # runs append /<run id>/artifacts within a 1
 
 # Letters (any script), digits, and _ - . space / : as MLflow allows.
 _KEY_PATTERN = re.compile(r"^[\w\-. /:]+$")
-_RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex, as MLflow
 _EXPERIMENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
-# Artifact stores addressed by URI, where no local path is involved.
-REMOTE_ARTIFACT_SCHEMES = frozenset({"s3", "gs", "wasbs", "abfss", "hdfs", "mlgrid-artifacts", "mlflow-artifacts"})
+# Object stores addressed by URI, where no local path is involved.
+STORE_SCHEMES = ("s3", "gs", "wasbs", "abfss", "hdfs")
+REMOTE_ARTIFACT_SCHEMES = frozenset({*STORE_SCHEMES, "mlgrid-artifacts", "mlflow-artifacts"})
 
 
 def key(kind: str, value: str) -> str:
@@ -58,7 +59,7 @@ def tag_value(tag_key: str, value: str) -> str:
 
 
 def run_id(value: str) -> str:
-    if not _RUN_ID_PATTERN.match(value or ""):
+    if not RUN_ID_PATTERN.match(value or ""):
         raise InvalidArgument(f"invalid run id {value!r}: a run id is 32 lowercase hexadecimal characters")
     return value
 
