@@ -6,7 +6,12 @@
         mlgrid.log_param("lr", 0.01)
         mlgrid.log_metric("loss", 0.3, step=1)
         mlgrid.log_artifact("model.pt")
+        mlgrid.sklearn.log_model(estimator, name="model", registered_model_name="fraud")
+
+    model = mlgrid.pyfunc.load_model("models:/fraud@champion")
 """
+import importlib
+
 from mlgrid import artifacts, entities, exceptions
 from mlgrid.artifacts import download_artifacts, list_artifacts, load_dict, load_image, load_text
 from mlgrid.client import MlgridClient
@@ -48,3 +53,12 @@ __all__ = [
     "log_param", "log_params", "log_text", "register_model", "search_runs", "set_experiment", "set_tag", "set_tags",
     "set_tracking_uri", "start_run",
 ]
+
+# Model flavors import numpy, pandas and their libraries: loaded on first use (mlgrid.sklearn...).
+_LAZY_MODULES = ("models", "onnx", "pyfunc", "pytorch", "sklearn")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"mlgrid.{name}")
+    raise AttributeError(f"module 'mlgrid' has no attribute {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import warnings
 
 import grpc
 import numpy as np
@@ -89,11 +90,9 @@ def _load_module(data_dir: str, device: str | None = None):
     path = os.path.join(data_dir, PICKLED_FILE)
     if not os.path.exists(path):
         raise MlgridException(f"no {PICKLED_FILE} or {EXPORTED_FILE} in {data_dir}", grpc.StatusCode.NOT_FOUND)
-    try:
-        module = torch.load(path, map_location=map_location, weights_only=False)
-    except RuntimeError:
-        module = torch.jit.load(path, map_location=map_location)  # a TorchScript archive
-    return module.eval()
+    with warnings.catch_warnings():  # torch.load itself hands TorchScript archives to torch.jit.load
+        warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=False).eval()
 
 
 def load_model(model_uri: str, dst_path: str | None = None, device: str | None = None):
@@ -115,7 +114,7 @@ class _TorchPredictor:
         import torch
 
         if isinstance(data, pd.DataFrame):
-            tensor = torch.from_numpy(data.to_numpy(dtype=np.float32))
+            tensor = torch.tensor(data.to_numpy(dtype=np.float32))
         elif isinstance(data, torch.Tensor):
             tensor = data
         elif isinstance(data, np.ndarray):

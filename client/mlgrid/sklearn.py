@@ -1,5 +1,6 @@
-"""The sklearn flavor: scikit-learn estimators saved with skops (safe to load: only types it
-trusts, plus those given in skops_trusted_types) or, when asked, pickle/cloudpickle. The MLmodel
+"""The sklearn flavor: scikit-learn estimators saved with skops (safe to load: only the types skops
+trusts, scikit-learn's own classes, and those given in skops_trusted_types) or, when asked,
+pickle/cloudpickle. The MLmodel
 entry is MLflow's, so mlflow.sklearn reads these models and this module reads MLflow's.
 
     info = mlgrid.sklearn.log_model(estimator, name="model", input_example=X[:5])
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pydoc
 import shutil
 
 import grpc
@@ -27,18 +29,27 @@ def _invalid(message: str) -> MlgridException:
     return MlgridException(message, grpc.StatusCode.INVALID_ARGUMENT)
 
 
-def _dump(sk_model, path: str, serialization_format: str, skops_trusted_types: list[str] | None) -> None:
+def _library_class(name: str) -> bool:
+    """Whether `name` is a class of scikit-learn itself (such as sklearn.tree._tree.Tree), which a
+    saved estimator may hold and skops does not trust by default."""
+    return name.startswith("sklearn.") and isinstance(pydoc.locate(name), type)
+
+
+def _dump(sk_model, path: str, serialization_format: str, skops_trusted_types: list[str] | None) -> list[str] | None:
+    """Write the model file; for skops, returns the trusted types that loading needs (the given ones
+    and scikit-learn's own classes), refusing a model that holds other untrusted types."""
     if serialization_format == "skops":
         import skops.io
 
         skops.io.dump(sk_model, path)
-        untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(skops_trusted_types or []))
+        needed = sorted(skops.io.get_untrusted_types(file=path))
+        untrusted = [t for t in needed if t not in (skops_trusted_types or []) and not _library_class(t)]
         if untrusted:
             raise _invalid(
                 f"skops does not trust the types {untrusted} in this model, so it could not be loaded; "
                 "if you trust them, pass skops_trusted_types=[...] with them, or save with serialization_format='pickle'"
             )
-        return
+        return needed or None
     with open(path, "wb") as f:
         if serialization_format == "cloudpickle":
             import cloudpickle
@@ -46,6 +57,7 @@ def _dump(sk_model, path: str, serialization_format: str, skops_trusted_types: l
             cloudpickle.dump(sk_model, f)
         else:
             pickle.dump(sk_model, f)
+    return None
 
 
 def save_model(
@@ -73,14 +85,14 @@ def save_model(
     try:
         code = saving.copy_code_paths(model_dir, code_paths)
         model_file = MODEL_FILES[serialization_format]
-        _dump(sk_model, os.path.join(model_dir, model_file), serialization_format, skops_trusted_types)
+        trusted = _dump(sk_model, os.path.join(model_dir, model_file), serialization_format, skops_trusted_types)
         model = mlmodel or Model()
         model.add_flavor(saving.PYFUNC, **saving.pyfunc_flavor(
             "mlgrid.sklearn", code, model_path=model_file, predict_fn=pyfunc_predict_fn,
         ))
         model.add_flavor(
             FLAVOR, pickled_model=model_file, serialization_format=serialization_format,
-            sklearn_version=sklearn.__version__, code=code, skops_trusted_types=skops_trusted_types,
+            sklearn_version=sklearn.__version__, code=code, skops_trusted_types=trusted,
         )
         library = "skops" if serialization_format == "skops" else "cloudpickle" if serialization_format == "cloudpickle" else None
         return saving.finish_model_dir(
