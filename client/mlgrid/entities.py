@@ -305,13 +305,14 @@ class RegisteredModel:
     latest_versions: list[ModelVersion] = field(default_factory=list)  # the highest version of each stage
     tags: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> version
+    followers: dict[str, int] = field(default_factory=dict)  # serving replica -> lease end (ms)
 
     @classmethod
     def from_proto(cls, proto: registry_pb2.RegisteredModel) -> RegisteredModel:
         return cls(
             proto.name, proto.creation_timestamp, proto.last_updated_timestamp, proto.description,
             [ModelVersion.from_proto(v) for v in proto.latest_versions], dict(proto.tags),
-            {a.alias: a.version for a in proto.aliases},
+            {a.alias: a.version for a in proto.aliases}, {f.follower: f.expires_at for f in proto.followers},
         )
 
 

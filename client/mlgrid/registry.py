@@ -150,6 +150,16 @@ class RegistryMethods:
         request = pb.ResolveModelUriRequest(uri=uri)
         return ModelVersion.from_proto(self._unary(self._registry.ResolveModelUri, request, idempotent=True).model_version)
 
+    def follow_model(self, name: str, follower: str, lease_seconds: int = 0) -> int:
+        """Declare (or renew) that `follower` serves the model, which then cannot be deleted until the
+        lease (default 60 s) runs out or unfollow_model; returns when it ends (ms since the epoch)."""
+        request = pb.FollowModelRequest(name=name, follower=follower, lease_seconds=lease_seconds)
+        return self._unary(self._registry.FollowModel, request, idempotent=True).expires_at
+
+    def unfollow_model(self, name: str, follower: str) -> None:
+        request = pb.UnfollowModelRequest(name=name, follower=follower)
+        self._unary(self._registry.UnfollowModel, request, idempotent=True)
+
     def watch_registry_events(self, after_event_id: int = 0) -> RegistryEventStream:
         """Every registry change stored after `after_event_id`, then each new one as it happens, until
         closed. To resume after a disconnect, pass the event_id of the last event received."""

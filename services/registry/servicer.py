@@ -127,6 +127,16 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     async def ResolveModelUri(self, request, context):
         return _version(await self.store.resolve_model_uri(request.uri))
 
+    @grpc_errors
+    async def FollowModel(self, request, context):
+        expires_at = await self.store.follow_model(request.name, request.follower, request.lease_seconds)
+        return pb.FollowModelResponse(expires_at=expires_at)
+
+    @grpc_errors
+    async def UnfollowModel(self, request, context):
+        await self.store.unfollow_model(request.name, request.follower)
+        return EMPTY
+
     # events
     @grpc_errors
     async def WatchEvents(self, request, context):

@@ -5,15 +5,35 @@ import uuid
 
 import pytest
 from conftest import unique
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mlgrid.v1 import registry_pb2 as pb
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
-from services.registry.store.schema import registry_events
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.registry.store.schema import registered_model_followers, registry_events
+from services.tracking.store.schema import experiments, runs
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
+OTHER_RUN_ID = "fedcba9876543210fedcba9876543210"
 SOURCE = f"runs:/{RUN_ID}/model"
 Event = pb.RegistryEvent
+
+
+@pytest.fixture(autouse=True)
+async def known_runs(registry_store):
+    """The runs that versions in these tests come from, in the tracking tables the registry checks."""
+    async with registry_store.engine.begin() as conn:
+        experiment = (await conn.execute(select(experiments.c.experiment_id).where(experiments.c.name == "registry-tests"))).scalar()
+        if experiment is None:
+            experiment = (await conn.execute(experiments.insert().values(
+                name="registry-tests", artifact_location="mlgrid-artifacts:/x", lifecycle_stage="active",
+                creation_time=0, last_update_time=0,
+            ))).inserted_primary_key[0]
+        for run_id in (RUN_ID, OTHER_RUN_ID):
+            if (await conn.execute(select(runs.c.run_uuid).where(runs.c.run_uuid == run_id))).first() is None:
+                await conn.execute(runs.insert().values(
+                    run_uuid=run_id, name="r", experiment_id=experiment, user_id="u", status="FINISHED", start_time=0,
+                    lifecycle_stage="active", artifact_uri=f"mlgrid-artifacts:/0/{run_id}/artifacts",
+                ))
 
 
 async def model_with_versions(store, n: int, **tags) -> str:
@@ -210,7 +230,7 @@ async def test_search_registered_models(registry_store):
 
 async def test_search_model_versions(registry_store):
     name = await model_with_versions(registry_store, 2)
-    other_run = uuid.uuid4().hex
+    other_run = OTHER_RUN_ID
     v3 = await registry_store.create_model_version(name, f"runs:/{other_run}/model", "", {"validated": "yes"}, "", "")
 
     async def versions(filter_string, order_by=()):
@@ -248,7 +268,40 @@ async def test_bad_version_input(registry_store):
         await registry_store.create_model_version(name, SOURCE, uuid.uuid4().hex, {}, "", "")
     with pytest.raises(NotFound, match="create it before"):
         await registry_store.create_model_version(unique("missing"), SOURCE, "", {}, "", "")
+    missing_run = uuid.uuid4().hex
+    with pytest.raises(NotFound, match=f"run {missing_run} not found"):
+        await registry_store.create_model_version(name, f"runs:/{missing_run}/model", "", {}, "", "")
+    with pytest.raises(NotFound, match="not found"):
+        await registry_store.create_model_version(name, "s3://bucket/m", missing_run, {}, "", "")
     assert [v.version for v in (await registry_store.get_registered_model(name)).latest_versions] == ["1"]
+    assert (await registry_store.create_model_version(name, SOURCE, "", {}, "", "")).version == "2"  # no number lost
+
+
+async def test_a_followed_model_cannot_be_deleted_until_its_lease_ends(registry_store):
+    name = await model_with_versions(registry_store, 1)
+    start = await last_event_id(registry_store)
+    expires = await registry_store.follow_model(name, "serving-0", 60)
+    await registry_store.follow_model(name, "serving-1", 0)
+    followers = (await registry_store.get_registered_model(name)).followers
+    assert [(f.follower, f.expires_at) for f in followers][0] == ("serving-0", expires)
+    assert [f.follower for f in followers] == ["serving-0", "serving-1"]
+    with pytest.raises(FailedPrecondition, match="served by serving-0, serving-1"):
+        await registry_store.delete_registered_model(name)
+    assert (await registry_store.get_model_version(name, "1")).version == "1"  # nothing changed
+    await registry_store.unfollow_model(name, "serving-0")
+    await registry_store.unfollow_model(name, "serving-0")  # idempotent
+    async with registry_store.engine.begin() as conn:  # serving-1 crashed: its lease ran out
+        await conn.execute(update(registered_model_followers).values(expires_at=1))
+    assert not (await registry_store.get_registered_model(name)).followers
+    await registry_store.delete_registered_model(name)
+    with pytest.raises(NotFound):
+        await registry_store.follow_model(name, "serving-0", 60)
+    for bad in (("", 60), ("s", -1), ("s", 3601)):
+        with pytest.raises(InvalidArgument):
+            await registry_store.follow_model(await model_with_versions(registry_store, 0), *bad)
+    async with registry_store.engine.connect() as conn:  # leases are not events
+        types = (await conn.execute(select(registry_events.c.type).where(registry_events.c.event_id > start, registry_events.c.name == name))).scalars().all()
+    assert types == ["REGISTERED_MODEL_DELETED"]
 
 
 async def test_concurrent_creates_get_versions_1_to_50_and_events_in_commit_order(registry_store):

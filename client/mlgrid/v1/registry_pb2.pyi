@@ -64,8 +64,16 @@ class ModelVersion(_message.Message):
     aliases: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., creation_timestamp: _Optional[int] = ..., last_updated_timestamp: _Optional[int] = ..., current_stage: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., status_message: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., run_link: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ModelFollower(_message.Message):
+    __slots__ = ("follower", "expires_at")
+    FOLLOWER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    follower: str
+    expires_at: int
+    def __init__(self, follower: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
 class RegisteredModel(_message.Message):
-    __slots__ = ("name", "creation_timestamp", "last_updated_timestamp", "description", "latest_versions", "tags", "aliases")
+    __slots__ = ("name", "creation_timestamp", "last_updated_timestamp", "description", "latest_versions", "tags", "aliases", "followers")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +88,7 @@ class RegisteredModel(_message.Message):
     LATEST_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     creation_timestamp: int
     last_updated_timestamp: int
@@ -87,7 +96,8 @@ class RegisteredModel(_message.Message):
     latest_versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
     tags: _containers.ScalarMap[str, str]
     aliases: _containers.RepeatedCompositeFieldContainer[RegisteredModelAlias]
-    def __init__(self, name: _Optional[str] = ..., creation_timestamp: _Optional[int] = ..., last_updated_timestamp: _Optional[int] = ..., description: _Optional[str] = ..., latest_versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., aliases: _Optional[_Iterable[_Union[RegisteredModelAlias, _Mapping]]] = ...) -> None: ...
+    followers: _containers.RepeatedCompositeFieldContainer[ModelFollower]
+    def __init__(self, name: _Optional[str] = ..., creation_timestamp: _Optional[int] = ..., last_updated_timestamp: _Optional[int] = ..., description: _Optional[str] = ..., latest_versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., aliases: _Optional[_Iterable[_Union[RegisteredModelAlias, _Mapping]]] = ..., followers: _Optional[_Iterable[_Union[ModelFollower, _Mapping]]] = ...) -> None: ...
 
 class RegistryEvent(_message.Message):
     __slots__ = ("event_id", "type", "timestamp", "name", "version", "details")
@@ -387,6 +397,30 @@ class ResolveModelUriRequest(_message.Message):
     URI_FIELD_NUMBER: _ClassVar[int]
     uri: str
     def __init__(self, uri: _Optional[str] = ...) -> None: ...
+
+class FollowModelRequest(_message.Message):
+    __slots__ = ("name", "follower", "lease_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    follower: str
+    lease_seconds: int
+    def __init__(self, name: _Optional[str] = ..., follower: _Optional[str] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+
+class FollowModelResponse(_message.Message):
+    __slots__ = ("expires_at",)
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    expires_at: int
+    def __init__(self, expires_at: _Optional[int] = ...) -> None: ...
+
+class UnfollowModelRequest(_message.Message):
+    __slots__ = ("name", "follower")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    follower: str
+    def __init__(self, name: _Optional[str] = ..., follower: _Optional[str] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("after_event_id",)

@@ -142,6 +142,16 @@ class ModelRegistryServiceStub:
                 request_serializer=mlgrid_dot_v1_dot_registry__pb2.ResolveModelUriRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_v1_dot_registry__pb2.ModelVersionResponse.FromString,
                 _registered_method=True)
+        self.FollowModel = channel.unary_unary(
+                '/mlgrid.v1.ModelRegistryService/FollowModel',
+                request_serializer=mlgrid_dot_v1_dot_registry__pb2.FollowModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_registry__pb2.FollowModelResponse.FromString,
+                _registered_method=True)
+        self.UnfollowModel = channel.unary_unary(
+                '/mlgrid.v1.ModelRegistryService/UnfollowModel',
+                request_serializer=mlgrid_dot_v1_dot_registry__pb2.UnfollowModelRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/mlgrid.v1.ModelRegistryService/WatchEvents',
                 request_serializer=mlgrid_dot_v1_dot_registry__pb2.WatchEventsRequest.SerializeToString,
@@ -280,6 +290,18 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FollowModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnfollowModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchEvents(self, request, context):
         """Every stored event after after_event_id, then each new one as it is committed; a stopping
         server ends the stream with UNAVAILABLE: watch again from the last event_id received.
@@ -395,6 +417,16 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.ResolveModelUri,
                     request_deserializer=mlgrid_dot_v1_dot_registry__pb2.ResolveModelUriRequest.FromString,
                     response_serializer=mlgrid_dot_v1_dot_registry__pb2.ModelVersionResponse.SerializeToString,
+            ),
+            'FollowModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.FollowModel,
+                    request_deserializer=mlgrid_dot_v1_dot_registry__pb2.FollowModelRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_registry__pb2.FollowModelResponse.SerializeToString,
+            ),
+            'UnfollowModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnfollowModel,
+                    request_deserializer=mlgrid_dot_v1_dot_registry__pb2.UnfollowModelRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -971,6 +1003,60 @@ class ModelRegistryService:
             '/mlgrid.v1.ModelRegistryService/ResolveModelUri',
             mlgrid_dot_v1_dot_registry__pb2.ResolveModelUriRequest.SerializeToString,
             mlgrid_dot_v1_dot_registry__pb2.ModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.ModelRegistryService/FollowModel',
+            mlgrid_dot_v1_dot_registry__pb2.FollowModelRequest.SerializeToString,
+            mlgrid_dot_v1_dot_registry__pb2.FollowModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnfollowModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.ModelRegistryService/UnfollowModel',
+            mlgrid_dot_v1_dot_registry__pb2.UnfollowModelRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

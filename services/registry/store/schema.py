@@ -85,6 +85,17 @@ registered_model_aliases = Table(
     ),
 )
 
+# Servers serving a model, each until its lease runs out; a followed model cannot be deleted.
+registered_model_followers = Table(
+    "registered_model_followers",
+    metadata,
+    Column("model_id", AutoId, nullable=False),
+    Column("follower", String(MAX_NAME_LENGTH), nullable=False),
+    Column("expires_at", Int64, nullable=False),
+    PrimaryKeyConstraint("model_id", "follower"),
+    ForeignKeyConstraint(["model_id"], ["registered_models.model_id"], ondelete="CASCADE"),
+)
+
 # Every change, written in the transaction that makes it; ids follow commit order (see store.sql).
 registry_events = Table(
     "registry_events",

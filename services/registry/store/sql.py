@@ -17,18 +17,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mlgrid.v1 import registry_pb2 as pb
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.registry.store import validation
 from services.registry.store.schema import (
     model_version_tags,
     model_versions,
     registered_model_aliases,
+    registered_model_followers,
     registered_model_tags,
     registered_models,
     registry_events,
 )
 from services.registry.store.search import model_search_select, version_search_select
 from services.tracking.store import validation as tracking_validation
+from services.tracking.store.schema import runs
 from services.tracking.store.sql import decode_page_token, encode_page_token, now_ms
 
 Event = pb.RegistryEvent
@@ -168,11 +170,40 @@ class SqlRegistryStore:
         return await self.get_registered_model(name)
 
     async def delete_registered_model(self, name: str) -> None:
-        """Delete the model with its versions, tags and aliases."""
+        """Delete the model with its versions, tags and aliases; refused while a server follows it."""
         async with self._write() as tx:
             model_id = await self._touch_model(tx, name)
+            followers = (await tx.conn.execute(select(registered_model_followers.c.follower).where(
+                registered_model_followers.c.model_id == model_id, registered_model_followers.c.expires_at > tx.now,
+            ).order_by(registered_model_followers.c.follower))).scalars().all()
+            if followers:
+                raise FailedPrecondition(
+                    f"registered model {name!r} is being served by {', '.join(followers)}; stop serving it "
+                    "(or let those leases run out) before deleting it"
+                )
             await tx.conn.execute(delete(registered_models).where(registered_models.c.model_id == model_id))
             tx.event(Event.REGISTERED_MODEL_DELETED, name)
+
+    async def follow_model(self, name: str, follower: str, lease_seconds: int) -> int:
+        """Start or renew `follower`'s lease on the model; when it ends (ms). Not an event: renewals are frequent."""
+        validation.follower(follower)
+        expires_at = now_ms() + validation.lease_seconds(lease_seconds) * 1000
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(registered_models.c.model_id).where(registered_models.c.name == name))).first()
+            if row is None:
+                raise _no_model(name)
+            await conn.execute(
+                self._insert(registered_model_followers).values(model_id=row.model_id, follower=follower, expires_at=expires_at)
+                .on_conflict_do_update(index_elements=["model_id", "follower"], set_={"expires_at": expires_at})
+            )
+        return expires_at
+
+    async def unfollow_model(self, name: str, follower: str) -> None:
+        async with self.engine.begin() as conn:
+            model_id = select(registered_models.c.model_id).where(registered_models.c.name == name).scalar_subquery()
+            await conn.execute(delete(registered_model_followers).where(
+                registered_model_followers.c.model_id == model_id, registered_model_followers.c.follower == follower,
+            ))
 
     async def search_registered_models(
         self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str
@@ -229,6 +260,8 @@ class SqlRegistryStore:
             if row is None:
                 raise NotFound(f"registered model {name!r} not found; create it before registering versions")
             model_id, version = row
+            if run_id and (await tx.conn.execute(select(runs.c.run_uuid).where(runs.c.run_uuid == run_id))).first() is None:
+                raise NotFound(f"run {run_id} not found; a model version's run must exist in the tracking store")
             await tx.conn.execute(model_versions.insert().values(
                 model_id=model_id, version=version, creation_time=tx.now, last_updated_time=tx.now,
                 current_stage="None", description=description, source=source, run_id=run_id, run_link=run_link,
@@ -447,6 +480,11 @@ class SqlRegistryStore:
         for a in await conn.execute(select(registered_model_aliases).where(registered_model_aliases.c.model_id.in_(ids))
                                     .order_by(registered_model_aliases.c.alias)):
             aliases.setdefault(a.model_id, []).append(pb.RegisteredModelAlias(alias=a.alias, version=str(a.version)))
+        followers = {}
+        for f in await conn.execute(select(registered_model_followers).where(
+            registered_model_followers.c.model_id.in_(ids), registered_model_followers.c.expires_at > now_ms(),
+        ).order_by(registered_model_followers.c.follower)):
+            followers.setdefault(f.model_id, []).append(pb.ModelFollower(follower=f.follower, expires_at=f.expires_at))
         latest = {}
         for v in await self._latest_versions(conn, ids):
             latest.setdefault(v.name, []).append(v)
@@ -454,7 +492,7 @@ class SqlRegistryStore:
             pb.RegisteredModel(
                 name=r.name, creation_timestamp=r.creation_time, last_updated_timestamp=r.last_updated_time,
                 description=r.description, latest_versions=latest.get(r.name, []), tags=tags.get(r.model_id, {}),
-                aliases=aliases.get(r.model_id, []),
+                aliases=aliases.get(r.model_id, []), followers=followers.get(r.model_id, []),
             )
             for r in rows
         ]

@@ -61,6 +61,24 @@ def alias(value: str) -> str:
     return value
 
 
+DEFAULT_LEASE_SECONDS = 60
+MAX_LEASE_SECONDS = 3600
+
+
+def follower(value: str) -> str:
+    if not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"follower must name the serving replica in 1 to {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def lease_seconds(value: int) -> int:
+    if value == 0:
+        return DEFAULT_LEASE_SECONDS
+    if not 0 < value <= MAX_LEASE_SECONDS:
+        raise InvalidArgument(f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS} (0: {DEFAULT_LEASE_SECONDS}); got {value}")
+    return value
+
+
 def tag(kind: str, key: str, value: str) -> None:
     tracking_validation.tag_value(tracking_validation.key(kind, key), value)
 
