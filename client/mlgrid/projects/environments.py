@@ -25,7 +25,8 @@ ENV_MANAGERS = ("local", "virtualenv", "conda")
 ENV_ROOT_ENV = "MLGRID_ENV_ROOT"
 DEFAULT_ENV_ROOT = os.path.join("~", ".mlgrid", "envs")
 CONTAINER_PROJECT_DIR = "/mlgrid/projects/code"
-READY_MARKER = ".mlgrid-ready"  # written once a virtualenv is completely installed
+READY_MARKER = ".mlgrid-ready"
+STDERR_FD = 2  # written once a virtualenv is completely installed
 
 _logger = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ def _failed_precondition(message: str) -> ExecutionException:
 
 
 def _check_call(argv: list[str], what: str, cwd: str | None = None) -> None:
-    """Run a set-up command with its output on the terminal."""
-    if subprocess.run(argv, cwd=cwd).returncode != 0:
+    """Run a set-up command with all its output on stderr, leaving stdout to the project's command."""
+    if subprocess.run(argv, cwd=cwd, stdout=STDERR_FD).returncode != 0:
         raise _failed_precondition(f"{what} failed: {' '.join(argv)}")
 
 
@@ -181,7 +182,7 @@ class DockerEnvironment:
 
 def docker_environment(docker_env: spec.DockerEnv) -> dict[str, str | None]:
     """docker_env's environment: NAME -> VALUE, or None for a NAME taken from the caller's environment."""
-    return {e[0]: e[1] if isinstance(e, tuple) else None for e in docker_env.environment}
+    return dict(entry if isinstance(entry, tuple) else (entry, None) for entry in docker_env.environment)
 
 
 def check_docker_engine() -> None:

@@ -132,7 +132,8 @@ def submit_job(job: dict, kube_context: str | None, run_id: str, client: MlgridC
     kubernetes = _kubernetes()
     try:
         if kube_context:
-            kubernetes.config.load_kube_config(context=kube_context)
+            # $KUBECONFIG read now: the client library reads it once, when first imported
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=kube_context)
         else:
             kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException as error:
