@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 
 import grpc
 
@@ -67,7 +68,7 @@ class VirtualEnvironment(LocalEnvironment):
 
     def __init__(self, python_env_file: str | None, project_dir: str):
         self.python_env_file = python_env_file
-        self.project_dir = project_dir  # pip resolves relative requirements (-r file) from here
+        self.project_dir = project_dir
         root = os.path.expanduser(os.environ.get(ENV_ROOT_ENV) or DEFAULT_ENV_ROOT)
         key = _content_key(python_env_file, f"python: {_current_python_version()}\n")
         self.path = os.path.join(root, f"mlgrid-{key[:40]}")
@@ -85,11 +86,22 @@ class VirtualEnvironment(LocalEnvironment):
             shutil.rmtree(self.path, ignore_errors=True)  # left half-made by an interrupted attempt
             _check_call([python, "-m", "venv", self.path], "creating the virtualenv")
             for group in ("build_dependencies", "dependencies"):
-                packages = [str(p) for p in python_env.get(group) or []]
-                if packages:
-                    pip = [os.path.join(self.path, "bin", "python"), "-m", "pip", "install", *packages]
-                    _check_call(pip, f"installing the {group} of {self.python_env_file}", cwd=self.project_dir)
+                self._pip_install([str(p) for p in python_env.get(group) or []], group)
             open(os.path.join(self.path, READY_MARKER), "w").close()
+
+    def _pip_install(self, requirements: list[str], group: str) -> None:
+        """Install requirement lines (`pkg>=1`, `-r requirements.txt`...) from a file in the project folder, so
+        that relative paths in them resolve from there, as in MLflow."""
+        if not requirements:
+            return
+        requirements_file = os.path.join(self.project_dir, f".mlgrid-requirements-{uuid.uuid4().hex}.txt")
+        with open(requirements_file, "w") as f:
+            f.write("\n".join(requirements) + "\n")
+        try:
+            pip = [os.path.join(self.path, "bin", "python"), "-m", "pip", "install", "-r", requirements_file]
+            _check_call(pip, f"installing the {group} of {self.python_env_file}", cwd=self.project_dir)
+        finally:
+            os.remove(requirements_file)
 
     def argv(self, command: str, run_env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         argv, env = super().argv(command, run_env)
