@@ -12,7 +12,7 @@ from mlgrid.exceptions import MlgridException
 from mlgrid.fluent import DEFAULT_EXPERIMENT_ID, EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV
 from mlgrid.projects import kubernetes
 from mlgrid.projects.environments import select_environment
-from mlgrid.projects.source import fetch_project
+from mlgrid.projects.source import ProjectSource, fetch_project
 from mlgrid.projects.spec import DEFAULT_ENTRY_POINT, ExecutionException, load_project
 from mlgrid.projects.submitted import LocalSubmittedRun, SubmittedRun
 
@@ -75,19 +75,7 @@ def run(
             environment.prepare()
         else:
             image = kubernetes.build_and_push_image(project, kube_config.repository_uri, source.git_commit)
-        tags = {
-            "mlflow.user": current_user(),
-            "mlflow.source.type": "PROJECT",
-            "mlflow.source.name": source.source_name,
-            "mlflow.project.entryPoint": entry.name,
-            "mlflow.project.backend": backend,
-            "mlflow.project.env": env_name,
-            **env_tags,
-        }
-        if source.git_commit:
-            tags["mlflow.source.git.commit"] = source.git_commit
-        if source.git_repo_url:
-            tags["mlflow.source.git.repoURL"] = tags["mlflow.gitRepoURL"] = source.git_repo_url
+        tags = _project_tags(source, entry.name, backend, env_name, env_tags)
         run_info, resumed = _start_run(client, run_id, run_experiment_id, run_name, tags)
     except BaseException:
         source.cleanup()
@@ -124,6 +112,25 @@ def _wait(submitted: SubmittedRun) -> None:
         exit_code = f" (exit code {submitted.process.returncode})" if isinstance(submitted, LocalSubmittedRun) else ""
         raise ExecutionException(f"run {submitted.run_id} {'was killed' if status == 'KILLED' else 'failed'}{exit_code}", code)
     _logger.info("=== Run (ID %r) succeeded ===", submitted.run_id)
+
+
+def _project_tags(source: ProjectSource, entry_point: str, backend: str, env_name: str,
+                  env_tags: dict[str, str]) -> dict[str, str]:
+    """MLflow's tags of a project run."""
+    tags = {
+        "mlflow.user": current_user(),
+        "mlflow.source.type": "PROJECT",
+        "mlflow.source.name": source.source_name,
+        "mlflow.project.entryPoint": entry_point,
+        "mlflow.project.backend": backend,
+        "mlflow.project.env": env_name,
+        **env_tags,
+    }
+    if source.git_commit:
+        tags["mlflow.source.git.commit"] = source.git_commit
+    if source.git_repo_url:
+        tags["mlflow.source.git.repoURL"] = tags["mlflow.gitRepoURL"] = source.git_repo_url
+    return tags
 
 
 def _experiment_id(client: MlgridClient, experiment_name: str | None, experiment_id: str | None) -> str:
