@@ -13,6 +13,7 @@ import threading
 import click
 
 from mlgrid.artifacts import ArtifactRoot, parse_artifact_uri
+from mlgrid.cli.run import run as run_command
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient
 from mlgrid.entities import ViewType
 from mlgrid.exceptions import MlgridException
@@ -376,6 +377,8 @@ def delete_model_version_alias(name, alias, tracking_uri) -> None:
     """Remove an alias of a registered model."""
     MlgridClient(tracking_uri).delete_registered_model_alias(name, alias)
 
+
+cli.add_command(run_command)
 
 if __name__ == "__main__":
     cli(prog_name="mlgrid")
