@@ -25,6 +25,7 @@ from mlgrid.exceptions import MlgridException
 
 EXPERIMENT_NAME_ENV = "MLGRID_EXPERIMENT_NAME"
 EXPERIMENT_ID_ENV = "MLGRID_EXPERIMENT_ID"
+RUN_ID_ENV = "MLGRID_RUN_ID"  # set by `mlgrid run`: the first start_run() attaches to that run
 DEFAULT_EXPERIMENT_ID = "0"
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 SEARCH_PAGE_SIZE = 1000
@@ -161,7 +162,8 @@ def start_run(
     nested: bool = False,
     tags: dict | None = None,
 ) -> ActiveRun:
-    """Start a run (or resume run `run_id`) and make it this thread's active run."""
+    """Start a run (or resume run `run_id`) and make it this thread's active run. As mlflow with
+    MLFLOW_RUN_ID, a run named by MLGRID_RUN_ID (`mlgrid run` sets it) is resumed by the first call."""
     active = _thread.active
     if active and not nested:
         raise MlgridException(
@@ -170,6 +172,8 @@ def start_run(
             grpc.StatusCode.FAILED_PRECONDITION,
         )
     client = _get_client()
+    if not run_id and not active and os.environ.get(RUN_ID_ENV):
+        run_id = os.environ.pop(RUN_ID_ENV)
     if run_id:
         run = _resume_run(client, run_id, experiment_id, run_name, tags)
     else:
