@@ -162,7 +162,7 @@ class RegistryMethods:
 
     def watch_registry_events(self, after_event_id: int = 0) -> RegistryEventStream:
         """Every registry change stored after `after_event_id`, then each new one as it happens, until
-        closed. To resume after a disconnect, pass the event_id of the last event received."""
+        closed (-1: only changes from now on). To resume after a disconnect, pass the event_id of the last event received."""
         return RegistryEventStream(self._registry.WatchEvents(pb.WatchEventsRequest(after_event_id=after_event_id)))
 
 

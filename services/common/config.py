@@ -136,3 +136,35 @@ class RegistryConfig:
     @classmethod
     def from_env(cls) -> "RegistryConfig":
         return cls(event_poll_ms=env_int("MLGRID_REGISTRY_EVENT_POLL_MS", 200))
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The serving service: which models, its two ports (gRPC is ServerConfig's), and per-model defaults."""
+
+    # Models to serve: `name=uri,name2=uri2`, a bare URI (named after its registered model, else "model"),
+    # or a JSON list of {"name", "uri", "workers", "max_batch_size", "max_batch_wait_ms"}.
+    models: str = ""
+    http_port: int = 8080  # OIP REST, MLflow's /invocations, /metrics
+    workers: int = 1  # inference processes per model; 0: in the server process
+    max_batch_size: int = 32  # rows per predict call
+    max_batch_wait_ms: float = 0  # extra wait for a batch to fill; 0: adaptive only
+    max_body_mb: int = 100  # larger request bodies get 413
+    # Where the registry and artifacts are (models:/ and runs:/ URIs), and this replica's follow lease.
+    tracking_uri: str = "grpc://127.0.0.1:50051"
+    follower: str = ""  # default: $HOSTNAME (the pod name)
+    lease_seconds: int = 60
+
+    @classmethod
+    def from_env(cls) -> "ServingConfig":
+        return cls(
+            models=env_str("MLGRID_SERVING_MODELS", ""),
+            http_port=env_int("MLGRID_SERVING_HTTP_PORT", 8080),
+            workers=env_int("MLGRID_SERVING_WORKERS", 1),
+            max_batch_size=env_int("MLGRID_SERVING_MAX_BATCH_SIZE", 32),
+            max_batch_wait_ms=float(env_int("MLGRID_SERVING_MAX_BATCH_WAIT_MS", 0)),
+            max_body_mb=env_int("MLGRID_SERVING_MAX_BODY_MB", 100),
+            tracking_uri=env_str("MLGRID_TRACKING_URI", "grpc://127.0.0.1:50051"),
+            follower=env_str("MLGRID_SERVING_FOLLOWER", ""),
+            lease_seconds=env_int("MLGRID_SERVING_LEASE_SECONDS", 60),
+        )

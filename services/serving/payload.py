@@ -28,3 +28,23 @@ class Payload:
             return None
         sizes = {len(a) if a.ndim else -1 for a in self.arrays.values()}
         return sizes.pop() if len(sizes) == 1 and -1 not in sizes else None
+
+
+@dataclass
+class Prediction:
+    """A model's output as named arrays sharing a first dimension: "frame" (DataFrame columns),
+    "tensor" ({UNNAMED: array}), "tensors" (named arrays), or "json" (anything else, in `raw`)."""
+
+    kind: str
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    raw: object = None
+
+    @property
+    def rows(self) -> int | None:
+        if self.kind == "json" or not self.arrays:
+            return None
+        sizes = {len(a) if a.ndim else -1 for a in self.arrays.values()}
+        return sizes.pop() if len(sizes) == 1 and -1 not in sizes else None
+
+    def slice(self, start: int, stop: int) -> "Prediction":
+        return Prediction(self.kind, {k: v[start:stop] for k, v in self.arrays.items()})

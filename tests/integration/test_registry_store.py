@@ -379,6 +379,14 @@ async def test_new_events_are_delivered_live_and_failed_changes_store_none(regis
     await watcher.aclose()
 
 
-async def test_watch_refuses_a_negative_id(registry_store):
+async def test_watch_from_now_skips_stored_events_and_refuses_other_negative_ids(registry_store):
+    await model_with_versions(registry_store, 1)
+    watcher = registry_store.watch_events(-1)
+    pending = asyncio.ensure_future(anext(watcher))
+    await asyncio.sleep(0.3)  # the watcher has read the latest id and waits
+    name = await model_with_versions(registry_store, 0)
+    event = await asyncio.wait_for(pending, 5)
+    assert (event.type, event.name) == (Event.REGISTERED_MODEL_CREATED, name)
+    await watcher.aclose()
     with pytest.raises(InvalidArgument):
-        await anext(registry_store.watch_events(-1))
+        await anext(registry_store.watch_events(-2))

@@ -298,7 +298,44 @@ def _name_filter(name: str) -> str:
 
 @cli.group()
 def models() -> None:
-    """Register models in the model registry."""
+    """Register models in the model registry, and serve them."""
+
+
+@models.command("serve")
+@click.option("-m", "--model-uri", "model_uris", required=True, multiple=True,
+              help="The model: models:/<name>@<alias>, models:/<name>/<version|stage>, runs:/<run_id>/<path> or a "
+                   "folder; repeat as NAME=URI to serve several.")
+@click.option("--name", default=None, help="The name it is served under [default: its registered name, else 'model'].")
+@click.option("-h", "--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("-p", "--port", default=8080, show_default=True, help="HTTP port: /invocations, OIP REST (/v2/...), /metrics.")
+@click.option("--grpc-port", default=8081, show_default=True, help="OIP gRPC port (GRPCInferenceService).")
+@click.option("-w", "--workers", default=1, show_default=True, help="Inference processes per model (0: in the server process).")
+@click.option("--max-batch-size", default=32, show_default=True, help="Rows per predict call when requests are batched.")
+@click.option("--max-batch-wait-ms", default=0.0, show_default=True,
+              help="How long a batch may wait for more requests (0: batch only what queues while workers are busy).")
+@tracking_uri_option
+def serve_model(model_uris, name, host, port, grpc_port, workers, max_batch_size, max_batch_wait_ms, tracking_uri) -> None:
+    """Serve models over MLflow's scoring protocol and the Open Inference Protocol, like `mlflow models serve`."""
+    config_module = _import_server_module("services.common.config")
+    service = _import_server_module("services.serving.service")
+    server = _import_server_module("services.common.server")
+    config = config_module.ServingConfig(
+        http_port=port, workers=workers, max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms,
+        tracking_uri=tracking_uri or config_module.ServingConfig.from_env().tracking_uri,
+    )
+    if name and len(model_uris) > 1:
+        raise click.UsageError("--name names a single model; serve several as -m NAME=URI")
+    try:
+        specs = service.parse_models(",".join(model_uris), config)
+    except _import_server_module("services.common.errors").MlgridError as error:
+        raise click.UsageError(error.message) from None
+    if name:
+        specs = [dataclasses.replace(specs[0], name=name)]
+    server.configure_logging()
+    try:
+        server.run_event_loop(service.serve(specs, config, config_module.ServerConfig(host=host, grpc_port=grpc_port)))
+    except _import_server_module("services.common.errors").MlgridError as error:
+        raise click.ClickException(f"{error.code.name}: {error.message}") from None
 
 
 @models.command("register")

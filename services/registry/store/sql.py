@@ -446,10 +446,14 @@ class SqlRegistryStore:
     # ------------------------------------------------------------ events
 
     async def watch_events(self, after_event_id: int) -> AsyncIterator[pb.RegistryEvent]:
-        """Every stored event after `after_event_id`, then each new one as it is committed, until the server stops."""
-        if after_event_id < 0:
-            raise InvalidArgument(f"after_event_id must be 0 or a previous event's id, got {after_event_id}")
+        """Every stored event after `after_event_id` (-1: after the latest stored one), then each new one as
+        it is committed, until the server stops."""
+        if after_event_id < -1:
+            raise InvalidArgument(f"after_event_id must be -1 (new events only), 0 (all) or a previous event's id, got {after_event_id}")
         last = after_event_id
+        if last == -1:
+            async with self._reader.connect() as conn:
+                last = (await conn.execute(select(func.max(registry_events.c.event_id)))).scalar() or 0
         while not self._stopping:
             woken = self._committed  # taken before reading, so a commit during the read is not missed
             async with self._reader.connect() as conn:

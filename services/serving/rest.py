@@ -1,0 +1,143 @@
+"""The HTTP side of serving, thin routes over the data plane: the Open Inference Protocol's REST
+API (/v2/...), MLflow's scoring protocol (/invocations, /ping, /health, /version) and /metrics."""
+from __future__ import annotations
+
+import json
+
+import grpc
+import pandas as pd
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.errors import MlgridError
+from services.serving.codecs import mlflow_scoring, oip
+from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
+from services.serving.grpc_servicer import model_metadata
+from services.serving.payload import UNNAMED, Prediction
+
+HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503,
+}
+MLFLOW_ERROR_CODES = {grpc.StatusCode.INVALID_ARGUMENT: "BAD_REQUEST", grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST"}
+JSON = "application/json"
+
+
+def _json(body: dict, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type=JSON)
+
+
+def _oip_error(error: MlgridError) -> web.Response:
+    return _json({"error": error.message}, HTTP_STATUS.get(error.code, 500))
+
+
+def _predictions(prediction: Prediction):
+    """The prediction as the Python value MLflow's server would have had from the model."""
+    if prediction.kind == "frame":
+        return pd.DataFrame(prediction.arrays)
+    if prediction.kind == "tensor":
+        return prediction.arrays[UNNAMED]
+    if prediction.kind == "tensors":
+        return dict(prediction.arrays)
+    return prediction.raw
+
+
+class RestApi:
+    def __init__(self, plane: DataPlane, default_model: str | None, max_body_bytes: int):
+        self.plane = plane
+        self.default_model = default_model  # what /invocations serves
+        self.app = web.Application(client_max_size=max_body_bytes)
+        version = "/v2/models/{name}/versions/{version}"
+        self.app.add_routes([
+            web.get("/v2/health/live", self.live),
+            web.get("/v2/health/ready", self.ready),
+            web.get("/v2", self.server_metadata),
+            web.get("/v2/models/{name}", self.model_metadata),
+            web.get(version, self.model_metadata),
+            web.get("/v2/models/{name}/ready", self.model_ready),
+            web.get(version + "/ready", self.model_ready),
+            web.post("/v2/models/{name}/infer", self.infer),
+            web.post(version + "/infer", self.infer),
+            web.post("/invocations", self.invocations),
+            web.get("/ping", self.ping),
+            web.get("/health", self.ping),
+            web.get("/version", self.version),
+            web.get("/metrics", self.metrics),
+        ])
+
+    # ------------------------------------------------------------ Open Inference Protocol
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json({"live": self.plane.live()})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        ready = self.plane.ready()
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return _json({"name": SERVER_NAME, "version": server_version(), "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        try:
+            meta = model_metadata(self.plane, request.match_info["name"], request.match_info.get("version", ""))
+        except MlgridError as error:
+            return _oip_error(error)
+        meta["inputs"] = [{"name": n, "datatype": d, "shape": list(s)} for n, d, s in meta["inputs"]]
+        meta["outputs"] = [{"name": n, "datatype": d, "shape": list(s)} for n, d, s in meta["outputs"]]
+        return _json(meta)
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        ready = self.plane.model_ready(request.match_info["name"], request.match_info.get("version", ""))
+        return _json({"name": request.match_info["name"], "ready": ready}, 200 if ready else 503)
+
+    async def infer(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            header = request.headers.get("Inference-Header-Content-Length")
+            payload, binary = oip.decode_rest_request(await request.read(), int(header) if header else None)
+            model, prediction = await self.plane.infer(name, request.match_info.get("version", ""), payload, "rest")
+            body, headers = oip.encode_rest_response(name, model.version, payload.id, output_tensors(prediction, payload.requested_outputs), binary)
+        except MlgridError as error:
+            return _oip_error(error)
+        except ValueError:
+            return _json({"error": "Inference-Header-Content-Length must be a number of bytes"}, 400)
+        return web.Response(body=body, headers=headers)
+
+    # ------------------------------------------------------------ MLflow's scoring protocol
+
+    async def invocations(self, request: web.Request) -> web.Response:
+        try:
+            if self.default_model is None:
+                raise MlgridError("/invocations needs exactly one served model; use /v2/models/{name}/infer")
+            model = self.plane.model(self.default_model)
+            payload = mlflow_scoring.parse_invocation(
+                await request.read(), request.headers.get("Content-Type", ""), model.metadata.get_input_schema(),
+            )
+            _, prediction = await self.plane.infer(self.default_model, "", payload, "invocations")
+        except MlgridError as error:
+            status = HTTP_STATUS.get(error.code, 500)
+            code = MLFLOW_ERROR_CODES.get(error.code, "INTERNAL_ERROR")
+            return web.Response(body=mlflow_scoring.error_body(code, error.message), status=status, content_type=JSON)
+        return web.Response(body=mlflow_scoring.format_predictions(_predictions(prediction)), content_type=JSON)
+
+    async def ping(self, request: web.Request) -> web.Response:
+        ready = self.plane.ready()
+        return web.Response(text="\n", status=200 if ready else 503)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.Response(text=server_version())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def start_rest(api: RestApi, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise SystemExit(f"cannot listen on {host}:{port} for HTTP: {error.strerror}; is the port in use?") from None
+    return runner
