@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 HOST      ?= 127.0.0.1
 GRPC_PORT ?= 50051
 
-.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts clean
+.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ bench-scale: $(VENV)/.dev
 # A 1 GiB file through the artifact service: local folder, S3 (moto) streamed and direct.
 bench-artifacts: $(VENV)/.dev
 	$(PY) bench/artifacts.py
+
+# An iris model served over /invocations, OIP REST and OIP gRPC at concurrency 1, 8, 64 (wrk and h2load).
+bench-serving: $(VENV)/.dev
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk nghttp2-client >/dev/null; } || \
+		{ echo "bench-serving needs wrk and h2load: apt-get install wrk nghttp2-client"; exit 1; }
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) .protos-check .pytest_cache mlgrid.db mlartifacts

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mlgrid.exceptions import MlgridException
+from mlgrid.models.signature import NUMPY_TYPES
 from mlgrid.pyfunc import PyFuncModel, load_pyfunc_from_dir
 from services.common.errors import InvalidArgument, MlgridError
 from services.serving.payload import UNNAMED, Payload, Prediction
@@ -20,6 +21,14 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str) -> "Predictor":
         return cls(load_pyfunc_from_dir(model_dir))
+
+    def _as_schema_dtype(self, matrix: np.ndarray) -> np.ndarray:
+        """A matrix for a table whose columns all have one numeric type, in that type (one block, no per-column work)."""
+        kinds = {spec.type for spec in self.schema.inputs}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        if kind in ("double", "float") and matrix.dtype.kind in "iuf" or kind in ("long", "integer") and matrix.dtype.kind in "iu":
+            return matrix.astype(NUMPY_TYPES[kind], copy=False)
+        return matrix  # anything else is checked column by column by the model's signature
 
     def model_input(self, payload: Payload):
         """The payload as this model takes it."""
@@ -36,7 +45,7 @@ class Predictor:
             names = schema.names()
             if only is not None and only.ndim == 2 and only.shape[1] == len(names) and (UNNAMED in arrays or not set(arrays) & set(names)):
                 columns = [str(n) for n in names] if schema.has_names else list(range(len(names)))
-                return pd.DataFrame(only, columns=columns)
+                return pd.DataFrame(self._as_schema_dtype(only), columns=columns)
             return pd.DataFrame(_columns(arrays))
         if only is not None and (UNNAMED in arrays or payload.kind == "tensor"):
             return only

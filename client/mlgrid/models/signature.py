@@ -293,6 +293,17 @@ def _as_frame(data, schema: Schema):
     raise _invalid(f"unsupported input type {type(data).__name__}; send a DataFrame, dict, list or numpy array")
 
 
+_NUMERIC_TYPES = ("boolean", "integer", "long", "float", "double")
+
+
+def _has_schema_dtypes(frame, schema: Schema) -> bool:
+    """Whether every column already has its numeric schema type (strings and the rest are checked value by value)."""
+    return all(
+        isinstance(spec.type, str) and spec.type in _NUMERIC_TYPES and dtype == NUMPY_TYPES[spec.type]
+        for dtype, spec in zip(frame.dtypes, schema.inputs)
+    )
+
+
 def _enforce_columns(data, schema: Schema):
     frame = _as_frame(data, schema)
     if not schema.has_names:
@@ -304,7 +315,8 @@ def _enforce_columns(data, schema: Schema):
                 frame.iloc[:, position] = _convert(frame.iloc[:, position], spec.type, f"column {position}")
         return frame
     given = [str(c) for c in frame.columns]
-    frame.columns = given
+    if given == schema.names() and _has_schema_dtypes(frame, schema):
+        return frame  # already what the model takes: nothing to convert
     missing = [spec.name for spec in schema.inputs if spec.required and spec.name not in given]
     if missing:
         extra = [c for c in given if c not in schema.names()]
@@ -312,6 +324,7 @@ def _enforce_columns(data, schema: Schema):
             f"the input is missing column(s) {missing}; the model takes {schema.names()}"
             + (f" (and got unexpected {extra})" if extra else "")
         )
+    frame = frame.set_axis(given, axis=1)
     columns = {}
     for spec in schema.inputs:
         if spec.name in given:
