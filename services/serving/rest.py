@@ -9,7 +9,7 @@ import pandas as pd
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.errors import MlgridError
+from services.common.errors import InvalidArgument, MlgridError
 from services.serving.codecs import mlflow_scoring, oip
 from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
 from services.serving.grpc_servicer import model_metadata
@@ -19,7 +19,7 @@ HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503,
 }
-MLFLOW_ERROR_CODES = {grpc.StatusCode.INVALID_ARGUMENT: "BAD_REQUEST", grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST"}
+MLFLOW_ERROR_CODES = {grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST"}
 JSON = "application/json"
 
 
@@ -114,18 +114,20 @@ class RestApi:
                 await request.read(), request.headers.get("Content-Type", ""), model.metadata.get_input_schema(),
             )
             _, prediction = await self.plane.infer(self.default_model, "", payload, "invocations")
+        except InvalidArgument as error:
+            status, body, media_type = mlflow_scoring.error_response(error)
+            return web.Response(body=body, status=status, content_type=media_type)
         except MlgridError as error:
-            status = HTTP_STATUS.get(error.code, 500)
             code = MLFLOW_ERROR_CODES.get(error.code, "INTERNAL_ERROR")
-            return web.Response(body=mlflow_scoring.error_body(code, error.message), status=status, content_type=JSON)
+            return web.Response(body=mlflow_scoring.error_body(code, error.message), status=HTTP_STATUS.get(error.code, 500), content_type=JSON)
         return web.Response(body=mlflow_scoring.format_predictions(_predictions(prediction)), content_type=JSON)
 
     async def ping(self, request: web.Request) -> web.Response:
         ready = self.plane.ready()
-        return web.Response(text="\n", status=200 if ready else 503)
+        return web.Response(body=mlflow_scoring.PING_BODY, status=200 if ready else 503, content_type=JSON)
 
     async def version(self, request: web.Request) -> web.Response:
-        return web.Response(text=server_version())
+        return web.Response(body=mlflow_scoring.version_body(server_version()), content_type=JSON)
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
