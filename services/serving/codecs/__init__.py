@@ -1,0 +1,1 @@
+"""Wire codecs: each protocol's request to a Payload, and model outputs back to that protocol."""
