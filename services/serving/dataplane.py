@@ -9,11 +9,12 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from services.common.errors import InvalidArgument, MlgridError
+from services.serving.codecs import oip
 from services.serving.payload import UNNAMED, Payload, Prediction
 from services.serving.repository import LoadedVersion, ModelRepository
 
 SERVER_NAME = "mlgrid"
-DEFAULT_OUTPUT = "predict"  # the name of an unnamed model output over OIP, as KServe's servers call it
+DEFAULT_OUTPUT = oip.UNNAMED_OUTPUT  # the name of an unnamed model output over OIP, as its metadata says
 REQUESTS = Counter("mlgrid_serving_requests_total", "inference requests, by model, version and protocol", ["model", "version", "protocol"])
 ERRORS = Counter("mlgrid_serving_request_errors_total", "failed inference requests, by model, version, protocol and code",
                  ["model", "version", "protocol", "code"])
@@ -67,7 +68,7 @@ class DataPlane:
 
 
 def output_tensors(prediction: Prediction, requested: list[str]) -> dict[str, np.ndarray]:
-    """A prediction as OIP's named output tensors (an unnamed one is "predict"), those requested only."""
+    """A prediction as OIP's named output tensors (an unnamed one is "output-0"), those requested only."""
     if prediction.kind == "json":
         raise InvalidArgument("the model's output is not a tensor or table; call it over /invocations instead")
     outputs = {DEFAULT_OUTPUT if name == UNNAMED else name: array for name, array in prediction.arrays.items()}

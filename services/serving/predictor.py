@@ -17,6 +17,9 @@ class Predictor:
     def __init__(self, model: PyFuncModel):
         self.model = model
         self.schema = model.metadata.get_input_schema()
+        self._string_columns = {
+            spec.name for spec in (self.schema.inputs if self.schema and not self.schema.is_tensor_based else ()) if spec.type == "string"
+        }
 
     @classmethod
     def load(cls, model_dir: str) -> "Predictor":
@@ -46,7 +49,7 @@ class Predictor:
             if only is not None and only.ndim == 2 and only.shape[1] == len(names) and (UNNAMED in arrays or not set(arrays) & set(names)):
                 columns = [str(n) for n in names] if schema.has_names else list(range(len(names)))
                 return pd.DataFrame(self._as_schema_dtype(only), columns=columns)
-            return pd.DataFrame(_columns(arrays))
+            return pd.DataFrame(_columns(arrays, self._string_columns))
         if only is not None and (UNNAMED in arrays or payload.kind == "tensor"):
             return only
         if payload.kind == "columns" and all(a.ndim == 1 for a in arrays.values()):
@@ -63,9 +66,17 @@ class Predictor:
         return as_prediction(output)
 
 
-def _columns(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Named arrays as DataFrame columns: [N, 1] arrays flattened (OIP sends columns so)."""
-    return {name: a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a for name, a in arrays.items()}
+def _columns(arrays: dict[str, np.ndarray], string_columns: set[str]) -> dict[str, np.ndarray]:
+    """Named arrays as DataFrame columns: [N, 1] arrays flattened (OIP sends columns so), and BYTES
+    (OIP's only text type) decoded as UTF-8 for the schema's string columns."""
+    columns = {}
+    for name, array in arrays.items():
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array.reshape(-1)
+        if name in string_columns and array.dtype == object:
+            array = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array], dtype=object)
+        columns[name] = array
+    return columns
 
 
 def as_prediction(output) -> Prediction:

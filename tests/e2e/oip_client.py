@@ -23,14 +23,14 @@ def main() -> None:
     }
     as_tensor = client_module.InferInput("input-0", list(rows.shape), "FP32")
     as_tensor.set_data_from_numpy(rows)
-    result = client.infer(model, [as_tensor], outputs=[client_module.InferRequestedOutput("predict")])
-    report["tensor"] = result.as_numpy("predict").tolist()
+    result = client.infer(model, [as_tensor], outputs=[client_module.InferRequestedOutput("output-0")])
+    report["tensor"] = result.as_numpy("output-0").tolist()
     columns = []
     for index, name in enumerate(["sepal_length", "sepal_width", "petal_length", "petal_width"]):
         column = client_module.InferInput(name, [len(rows), 1], "FP64")
         column.set_data_from_numpy(rows[:, index:index + 1].astype(np.float64))
         columns.append(column)
-    report["columns"] = client.infer(model, columns).as_numpy("predict").tolist()
+    report["columns"] = client.infer(model, columns).as_numpy("output-0").tolist()
     try:
         client.infer("no-such-model", [as_tensor])
     except Exception as error:  # noqa: BLE001 - the client's own exception type
