@@ -52,6 +52,7 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
 
     @grpc_errors
     async def ModelInfer(self, request, context):
+        self.plane.model(request.model_name, request.model_version)  # an unknown model is NOT_FOUND whatever the inputs
         payload = oip.decode_grpc_request(request)
         model, prediction = await self.plane.infer(request.model_name, request.model_version, payload, "grpc")
         outputs = output_tensors(prediction, payload.requested_outputs)

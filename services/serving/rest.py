@@ -93,6 +93,7 @@ class RestApi:
     async def infer(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
+            self.plane.model(name, request.match_info.get("version", ""))  # an unknown model is 404 whatever the body
             header = request.headers.get("Inference-Header-Content-Length")
             payload, binary = oip.decode_rest_request(await request.read(), int(header) if header else None)
             model, prediction = await self.plane.infer(name, request.match_info.get("version", ""), payload, "rest")
