@@ -8,6 +8,7 @@ Needs wrk and h2load (Debian: apt-get install wrk nghttp2-client)."""
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -87,7 +88,7 @@ def grpc_errors(http_port: int) -> float:
 
 
 def run_h2load(grpc_port: int, http_port: int, concurrency: int, duration: int, folder: str) -> dict:
-    data, log = os.path.join(folder, "request.bin"), os.path.join(folder, "h2load.log")
+    data, log = os.path.join(folder, "request.bin"), os.path.join(folder, f"h2load-{concurrency}.log")
     with open(data, "wb") as f:
         f.write(grpc_frame())
     errors_before = grpc_errors(http_port)
@@ -98,10 +99,11 @@ def run_h2load(grpc_port: int, http_port: int, concurrency: int, duration: int, 
         capture_output=True, text=True, check=True,
     ).stdout
     lines = [line.split("\t") for line in open(log).read().splitlines() if line.strip()]
-    latencies = np.array([int(line[2]) for line in lines]) / 1000
+    latencies = np.array([int(line[2]) for line in lines]) / 1000  # every request, warm-up included
     statuses = [line[1] for line in lines]
     failed = sum(1 for s in statuses if s != "200") + int(grpc_errors(http_port) - errors_before)
-    return {"req_per_s": round(len(lines) / duration), "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+    rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # the measured period only
+    return {"req_per_s": round(rate), "p50_ms": round(float(np.percentile(latencies, 50)), 3),
             "p99_ms": round(float(np.percentile(latencies, 99)), 3), "errors": failed,
             "h2load": [line for line in out.splitlines() if line.startswith("requests:")][0].strip()}
 

@@ -45,8 +45,8 @@ class Batcher:
 
     async def predict(self, payload: Payload) -> Prediction:
         rows = payload.rows
-        if rows is None or rows > self.max_batch_size:
-            return await self._alone(payload)
+        if rows is None or rows > self.max_batch_size or not self._queue and not self._slots.locked() and not self.max_wait:
+            return await self._alone(payload)  # nothing to batch with, or a worker is free: no queueing
         future = asyncio.get_running_loop().create_future()
         self._queue.append((payload, rows, future, time.monotonic()))
         self._depth.inc()

@@ -17,6 +17,10 @@ class Predictor:
     def __init__(self, model: PyFuncModel):
         self.model = model
         self.schema = model.metadata.get_input_schema()
+        if self.schema is not None and not self.schema.is_tensor_based:
+            # Built once: making an Index of strings costs more than predicting a few rows.
+            names = self.schema.names()
+            self._column_index = pd.Index([str(n) for n in names] if self.schema.has_names else range(len(names)), dtype=object)
         self._string_columns = {
             spec.name for spec in (self.schema.inputs if self.schema and not self.schema.is_tensor_based else ()) if spec.type == "string"
         }
@@ -47,8 +51,7 @@ class Predictor:
         if schema is not None and schema.inputs:
             names = schema.names()
             if only is not None and only.ndim == 2 and only.shape[1] == len(names) and (UNNAMED in arrays or not set(arrays) & set(names)):
-                columns = [str(n) for n in names] if schema.has_names else list(range(len(names)))
-                return pd.DataFrame(self._as_schema_dtype(only), columns=columns)
+                return pd.DataFrame(self._as_schema_dtype(only), columns=self._column_index)
             return pd.DataFrame(_columns(arrays, self._string_columns))
         if only is not None and (UNNAMED in arrays or payload.kind == "tensor"):
             return only
