@@ -76,9 +76,10 @@ class LoadedVersion:
         finally:
             self._active -= 1
 
-    async def unload(self) -> None:
-        """After every request that holds this version has its answer."""
-        while self._active:
+    async def unload(self, wait_seconds: float = 30) -> None:
+        """After every request that holds this version has its answer (or `wait_seconds`)."""
+        deadline = time.monotonic() + wait_seconds
+        while self._active and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self.batcher.close()
         await self.pool.close()

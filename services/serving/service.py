@@ -16,6 +16,7 @@ from services.serving.rest import RestApi, start_rest
 
 log = logging.getLogger("mlgrid.serving")
 DEFAULT_GRPC_PORT = 8081
+STOP_MARGIN_S = 15  # beyond the grace period, for unloading models
 
 
 def parse_models(text: str, config: ServingConfig) -> list[ModelSpec]:
@@ -84,4 +85,7 @@ async def serve(specs: list[ModelSpec], config: ServingConfig, server: ServerCon
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: finishing in-flight requests (up to %.0fs)", server.shutdown_grace_seconds)
-    await serving.stop(server.shutdown_grace_seconds)
+    try:
+        await asyncio.wait_for(serving.stop(server.shutdown_grace_seconds), server.shutdown_grace_seconds + STOP_MARGIN_S)
+    except TimeoutError:
+        log.error("stopping took longer than the grace period; exiting anyway")

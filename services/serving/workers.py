@@ -16,7 +16,9 @@ from services.serving.predictor import Predictor
 
 log = logging.getLogger("mlgrid.serving")
 WORKER_RESTARTS = Counter("mlgrid_serving_worker_restarts_total", "inference workers replaced after dying", ["model"])
-_spawn = multiprocessing.get_context("spawn")  # not fork: the parent runs gRPC threads
+_spawn = multiprocessing.get_context("spawn")
+RESTART_ATTEMPTS = 3
+WORKER_WAIT_CHECK_S = 1.0  # how often a request waiting for a worker checks that one can still come  # not fork: the parent runs gRPC threads
 
 
 def _serve(conn: Connection, model_dir: str) -> None:
@@ -106,11 +108,14 @@ class WorkerPool:
 
     async def _start_worker(self) -> _Worker:
         worker = await asyncio.to_thread(_Worker, self.model_dir)
-        self._workers.append(worker)
-        answer = await worker.call(None)
+        try:
+            answer = await worker.call(None)
+        except Unavailable:
+            answer = ("error", "FailedPrecondition", "the inference worker exited while loading the model")
         if answer[0] != "ready":
             worker.stop()
             _raise(answer[1], answer[2])
+        self._workers.append(worker)
         return worker
 
     @property
@@ -121,7 +126,7 @@ class WorkerPool:
         if self._inline is not None:
             async with self._inline_lock:
                 return await asyncio.to_thread(self._inline.predict, payload)
-        worker = await self._idle.get()
+        worker = self._idle.get_nowait() if not self._idle.empty() else await self._wait_for_worker()
         try:
             answer = await worker.call(payload)
         except Unavailable:
@@ -136,11 +141,23 @@ class WorkerPool:
             return answer[1]
         _raise(answer[1], answer[2])
 
+    async def _wait_for_worker(self) -> "_Worker":
+        while True:
+            try:
+                return await asyncio.wait_for(self._idle.get(), WORKER_WAIT_CHECK_S)
+            except TimeoutError:
+                if not self._workers and not self._replacements:
+                    raise Unavailable(f"model {self.model_name} has no inference worker: they died and could not be restarted; see the log") from None
+
     async def _replace(self) -> None:
         try:
-            self._idle.put_nowait(await self._start_worker())
-        except MlgridError as error:
-            log.error("cannot restart an inference worker of model %s: %s", self.model_name, error.message)
+            for attempt in range(RESTART_ATTEMPTS):
+                try:
+                    self._idle.put_nowait(await self._start_worker())
+                    return
+                except MlgridError as error:
+                    log.error("cannot restart an inference worker of model %s (attempt %d): %s", self.model_name, attempt + 1, error.message)
+                    await asyncio.sleep(2 ** attempt)
         finally:
             self._replacements.discard(asyncio.current_task())
 

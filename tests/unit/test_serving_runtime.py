@@ -80,6 +80,23 @@ async def test_workers_predict_and_a_crashed_worker_is_replaced(tmp_path):
         await pool.close()
 
 
+async def test_requests_fail_rather_than_wait_when_no_worker_can_come_back(tmp_path, monkeypatch):
+    from services.serving import workers
+
+    monkeypatch.setattr(workers, "RESTART_ATTEMPTS", 1)
+    path = save(tmp_path, SumRows())
+    pool = WorkerPool(path, 1, "gone")
+    await pool.start()
+    try:
+        os.remove(os.path.join(path, "python_model.pkl"))  # the replacement cannot load the model
+        with pytest.raises(Unavailable):
+            await pool.predict(columns([-999], [0]))
+        with pytest.raises(Unavailable, match="could not be restarted"):
+            await asyncio.wait_for(pool.predict(columns([1], [1])), 60)
+    finally:
+        await pool.close()
+
+
 async def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):
     path = save(tmp_path, SumRows())
     os.remove(os.path.join(path, "python_model.pkl"))
