@@ -6,7 +6,11 @@ Writes a file of random bytes, starts the tracking service (SQLite) and the
 artifact service (`python -m services.artifacts`) as separate processes, and
 moves the file through the mlgrid client: log_artifact, then download_artifacts
 (checked byte for byte by the client's sha256 and by comparing the files), each
-`--repeats` times; the median is reported. `download_to_memory_mb_s` is the
+`--repeats` times; the median is reported. The download is written as the
+client writes it by default (`MLGRID_DOWNLOAD_DIRECT_IO=auto`: O_DIRECT for a
+file this large, where the filesystem allows it); the setting in force is
+reported as `download_direct_io` (run with MLGRID_DOWNLOAD_DIRECT_IO=off to
+measure writes through the page cache). `download_to_memory_mb_s` is the
 same download received and sha256-checked without writing a file: the
 service's side alone. Backends: `local` (a folder on this
 disk), `s3` (moto's S3 server in its own process, bytes streamed through the
@@ -29,6 +33,7 @@ import tempfile
 import time
 
 import mlgrid
+from mlgrid import _direct_io
 from mlgrid.artifacts import ArtifactRoot
 
 MIB = 1024 * 1024
@@ -176,7 +181,7 @@ def main() -> None:
     try:
         source = os.path.join(workdir, "random.bin")
         make_file(source, args.size_mb)
-        result = {"file_mb": args.size_mb}
+        result = {"file_mb": args.size_mb, "download_direct_io": _direct_io.mode()}
         backends = args.backends.split(",")
         if "local" in backends:
             result["local"] = bench_backend("local", source, args.size_mb, args.repeats, workdir, None)

@@ -7,7 +7,8 @@ and sha256 match what was sent. On an S3 store, files of at least the service's
 threshold go straight between this process and the bucket through presigned
 URLs (parts in parallel), the service keeping the checks. Folders move several
 files at a time. A download interrupted by a dropped connection resumes where
-it stopped and is checked against the file's sha256.
+it stopped and is checked against the file's sha256; large downloads are
+written with direct I/O where the filesystem allows it (mlgrid._direct_io).
 
 The module's functions are mlflow.artifacts': download_artifacts,
 list_artifacts, load_text, load_dict and load_image.
@@ -35,7 +36,7 @@ from urllib.parse import urlparse, urlunparse
 
 import grpc
 
-from mlgrid import _wire
+from mlgrid import _direct_io, _wire
 from mlgrid.entities import FileInfo
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import artifacts_pb2 as pb
@@ -144,15 +145,16 @@ def _run_all(tasks: list[Callable[[], object]], workers: int) -> None:
 
 
 class _HashingWriter:
-    """Writes chunks to a file and hashes them in a thread of its own, so that receiving
-    the next chunk overlaps both; at most `depth` chunks wait."""
+    """Appends chunks to a file sink (mlgrid._direct_io.FileSink) and hashes them in a thread of its
+    own, so that receiving the next chunk overlaps both; at most `depth` chunks wait."""
 
     _END = object()
+    _RESTART = object()
 
-    def __init__(self, f, progress: Progress | None, depth: int = 8):
+    def __init__(self, sink: _direct_io.FileSink, progress: Progress | None, depth: int = 8):
         self.hasher = hashlib.sha256()
         self.received = 0  # bytes handed to write()
-        self._f = f
+        self._sink = sink
         self._progress = progress
         self._queue: queue.Queue = queue.Queue(depth)
         self._error: BaseException | None = None
@@ -164,18 +166,27 @@ class _HashingWriter:
             if self._error is not None:
                 continue  # drain, so that write() never blocks on a dead writer
             try:
-                self._f.write(chunk)
+                if chunk is self._RESTART:
+                    self._sink.restart()
+                    self.hasher = hashlib.sha256()
+                    continue
                 self.hasher.update(chunk)
+                self._sink.write(chunk)
                 if self._progress:
                     self._progress(len(chunk))
             except BaseException as e:  # noqa: BLE001 - raised in the receiving thread
                 self._error = e
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(chunk)
         self.received += len(chunk)
+
+    def restart(self) -> None:
+        """Start the file again from its first byte (after the chunks already queued)."""
+        self._queue.put(self._RESTART)
+        self.received = 0
 
     def close(self) -> None:
         """Wait until every chunk is written; raise what writing raised."""
@@ -438,78 +449,84 @@ class ArtifactClient:
         return local
 
     def download_file(self, root: ArtifactRoot, path: str, local_path: str, size: int, progress: Progress | None = None) -> None:
-        """Download into a temporary file beside `local_path`, checked, then renamed into place."""
+        """Download into a temporary file beside `local_path`, checked, then renamed into place; large
+        files are written with O_DIRECT where the filesystem allows it (mlgrid._direct_io)."""
         os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
         partial = f"{local_path}.{uuid.uuid4().hex[:8]}.partial"
+        sink = None
         try:
-            with open(partial, "wb") as f:
+            sink = _direct_io.FileSink(partial, direct=_direct_io.wanted(size))
+            writer = _HashingWriter(sink, progress)
+            try:
                 if self._direct(size):
-                    self._download_direct(root.target(path), path, f, progress)
+                    expected = self._download_direct(root.target(path), path, writer)
                 else:
-                    self._download_stream(root.target(path), path, f, progress)
+                    expected = self._download_stream(root.target(path), path, writer)
+            finally:
+                writer.close()
+            sink.close()
+            _check_received(path, writer.received, writer.hasher, *expected)
             os.replace(partial, local_path)
         except BaseException:
+            if sink is not None:
+                sink.abort()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial)
             raise
 
-    def _download_stream(self, target, path: str, f, progress: Progress | None) -> None:
-        writer, expected = _HashingWriter(f, progress), None
+    def _download_stream(self, target, path: str, writer: _HashingWriter) -> tuple[int, str]:
+        """Hand the file's chunks to `writer`, resuming after the bytes received when the connection
+        drops; returns the (size, sha256) the service announced."""
+        expected = None
         delays = iter(RETRY_DELAYS)
-        try:
-            while True:
-                try:
-                    for raw in self._download(pb.DownloadRequest(target=target, offset=writer.received)):
-                        chunk = _wire.chunk_of(raw)
-                        if chunk is not None:
-                            writer.write(chunk)
-                            continue
-                        message = pb.DownloadResponse.FromString(raw)
-                        if message.WhichOneof("part") == "chunk":
-                            writer.write(message.chunk)
-                        elif expected is None:
-                            expected = (message.header.total_size, message.header.sha256)
-                        elif expected != (message.header.total_size, message.header.sha256):
-                            raise MlgridException(f"{path!r} was replaced while being downloaded; download it again", grpc.StatusCode.ABORTED)
-                    break
-                except grpc.RpcError as rpc_error:
-                    error = MlgridException.from_rpc_error(rpc_error)
-                    delay = next(delays, None)
-                    if delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
-                        raise error from None
-                    _sleep_before_retry(delay)  # then resume after the bytes received
-        finally:
-            writer.close()
-        _check_received(path, writer.received, writer.hasher, *expected)
+        while True:
+            try:
+                for raw in self._download(pb.DownloadRequest(target=target, offset=writer.received)):
+                    chunk = _wire.chunk_of(raw)
+                    if chunk is not None:
+                        writer.write(chunk)
+                        continue
+                    message = pb.DownloadResponse.FromString(raw)
+                    if message.WhichOneof("part") == "chunk":
+                        writer.write(message.chunk)
+                    elif expected is None:
+                        expected = (message.header.total_size, message.header.sha256)
+                    elif expected != (message.header.total_size, message.header.sha256):
+                        raise MlgridException(f"{path!r} was replaced while being downloaded; download it again", grpc.StatusCode.ABORTED)
+                if expected is None:
+                    raise MlgridException(f"the download of {path!r} ended without a header", DATA_LOSS)
+                return expected
+            except grpc.RpcError as rpc_error:
+                error = MlgridException.from_rpc_error(rpc_error)
+                delay = next(delays, None)
+                if delay is None or error.code != grpc.StatusCode.UNAVAILABLE:
+                    raise error from None
+                _sleep_before_retry(delay)  # then resume after the bytes received
 
-    def _download_direct(self, target, path: str, f, progress: Progress | None) -> None:
+    def _download_direct(self, target, path: str, writer: _HashingWriter) -> tuple[int, str]:
+        """Hand the file to `writer` from a presigned URL of the store, resuming with a Range request
+        when the connection drops; returns the (size, sha256) the service announced."""
         located = self._unary(self._stub.GetDownloadUrl, pb.GetDownloadUrlRequest(target=target))
-        received, hasher = 0, hashlib.sha256()
         for delay in (*RETRY_DELAYS, None):
             try:
+                received = writer.received
                 connection, response = _http("GET", located.url, headers={"Range": f"bytes={received}-"} if received else {})
                 with contextlib.closing(connection):
                     if received and response.status == 200:  # the store ignored the range: start over
-                        f.seek(0)
-                        f.truncate()
-                        received, hasher = 0, hashlib.sha256()
+                        writer.restart()
                     if response.status not in (200, 206):
                         raise MlgridException(
                             f"the artifact store refused to send {path!r}: HTTP {response.status} {response.read()[:500]!r}",
                             grpc.StatusCode.FAILED_PRECONDITION,
                         )
                     while data := response.read(HTTP_BLOCK):
-                        f.write(data)
-                        hasher.update(data)
-                        received += len(data)
-                        if progress:
-                            progress(len(data))
+                        writer.write(data)
                 break
             except (OSError, http.client.HTTPException) as e:
                 if delay is None:
                     raise MlgridException(f"downloading {path!r} from the artifact store failed: {e}", grpc.StatusCode.UNAVAILABLE) from e
                 _sleep_before_retry(delay)  # then resume with a Range request
-        _check_received(path, received, hasher, located.total_size, located.sha256)
+        return located.total_size, located.sha256
 
 
 # ---------------------------------------------------------------- files made from Python objects

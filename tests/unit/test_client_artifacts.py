@@ -1,6 +1,9 @@
 """Client-side artifact logic: URIs, local paths, files made from Python objects, resumed downloads."""
+import errno
 import hashlib
 import json
+import os
+import random
 import sys
 
 import grpc
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlgrid import artifacts
+from mlgrid import _direct_io, artifacts
 from mlgrid.artifacts import ArtifactClient, ArtifactRoot, parse_artifact_uri
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import artifacts_pb2 as pb
@@ -133,3 +136,200 @@ def test_a_corrupted_download_is_an_error_and_leaves_no_file(tmp_path, monkeypat
         client_with(stub).download_file(ArtifactRoot(run_id=RUN), "f.bin", str(tmp_path / "f.bin"), len(data))
     assert err.value.code == grpc.StatusCode.DATA_LOSS
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- downloads written with O_DIRECT
+
+
+class WholeStub(FlakyStub):
+    """Download sends the file in 64 KiB chunks, or `cut` bytes short of it; never drops the connection."""
+
+    def __init__(self, data: bytes, sha256: str | None = None, cut: int = 0):
+        super().__init__(data, sha256 or hashlib.sha256(data).hexdigest())
+        self.cut = cut
+
+    def Download(self, request):
+        self.offsets.append(request.offset)
+        yield pb.DownloadResponse(header=pb.DownloadHeader(total_size=len(self.data), sha256=self.sha256, offset=request.offset))
+        end = len(self.data) - self.cut
+        for i in range(request.offset, end, 64 * 1024):
+            yield pb.DownloadResponse(chunk=self.data[i:min(i + 64 * 1024, end)])
+
+
+@pytest.fixture
+def sinks(monkeypatch):
+    """Every FileSink a download opens, with whether its file was open with O_DIRECT (asked of the
+    kernel) when it was closed."""
+    import fcntl
+
+    opened = []
+
+    class Recorded(_direct_io.FileSink):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.kernel_o_direct = None
+            opened.append(self)
+
+        def close(self):
+            self.kernel_o_direct = bool(fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_DIRECT)
+            super().close()
+
+    monkeypatch.setattr(_direct_io, "FileSink", Recorded)
+    return opened
+
+
+def o_direct_works(folder) -> bool:
+    try:
+        os.close(os.open(os.path.join(folder, "probe"), os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+@pytest.fixture
+def direct_folder(tmp_path):
+    if not sys.platform.startswith("linux") or not o_direct_works(tmp_path):
+        pytest.skip("O_DIRECT is not available here")
+    os.unlink(tmp_path / "probe")
+    return tmp_path
+
+
+def download(tmp_path, data: bytes, **stub_args) -> tuple[bytes, int]:
+    """Download `data` from a stub to a file; returns the file's bytes and the bytes reported as progress."""
+    moved = []
+    client_with(WholeStub(data, **stub_args)).download_file(
+        ArtifactRoot(run_id=RUN), "f.bin", str(tmp_path / "f.bin"), len(data), moved.append
+    )
+    return (tmp_path / "f.bin").read_bytes(), sum(moved)
+
+
+MIB = 1024 * 1024
+SIZES = [0, 1, 4095, 4096, 4097, 4 * MIB - 1, 4 * MIB, 4 * MIB + 1, 9 * MIB + 4097]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_direct_io_writes_every_size_exactly(direct_folder, sinks, monkeypatch, size):
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "on")
+    data = random.Random(size).randbytes(size)
+    assert download(direct_folder, data) == (data, size)
+    assert [(s.direct_io, s.kernel_o_direct) for s in sinks] == [(True, True)]
+    assert os.listdir(direct_folder) == ["f.bin"]
+
+
+def test_auto_uses_direct_io_from_the_threshold_on(direct_folder, sinks, monkeypatch):
+    monkeypatch.delenv("MLGRID_DOWNLOAD_DIRECT_IO", raising=False)
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO_MIN_MB", "0.01")  # 10485 bytes
+    threshold = int(0.01 * MIB)
+    for size in (threshold - 1, threshold, threshold + 1):
+        data = random.Random(size).randbytes(size)
+        assert download(direct_folder, data) == (data, size)
+    assert [s.kernel_o_direct for s in sinks] == [False, True, True]
+    monkeypatch.delenv("MLGRID_DOWNLOAD_DIRECT_IO_MIN_MB")
+    assert not _direct_io.wanted(256 * MIB - 1) and _direct_io.wanted(256 * MIB)
+
+
+def test_off_never_uses_direct_io(direct_folder, sinks, monkeypatch):
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "off")
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO_MIN_MB", "0")
+    data = random.Random(0).randbytes(5 * MIB + 3)
+    assert download(direct_folder, data) == (data, len(data))
+    assert [s.kernel_o_direct for s in sinks] == [False]
+
+
+def test_bad_settings_are_invalid_argument(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "sometimes")
+    with pytest.raises(MlgridException, match="MLGRID_DOWNLOAD_DIRECT_IO") as err:
+        download(tmp_path, b"x")
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "auto")
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO_MIN_MB", "-1")
+    with pytest.raises(MlgridException, match="MLGRID_DOWNLOAD_DIRECT_IO_MIN_MB"):
+        download(tmp_path, b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_filesystem_that_refuses_o_direct_at_open_gets_plain_writes(direct_folder, sinks, monkeypatch):
+    real_open = os.open
+
+    def refusing(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing)
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "on")
+    data = random.Random(1).randbytes(9 * MIB + 1)
+    assert download(direct_folder, data) == (data, len(data))
+    assert [(s.direct_io, s.kernel_o_direct) for s in sinks] == [(False, False)]
+
+
+def test_a_filesystem_that_refuses_direct_writes_gets_plain_writes(direct_folder, sinks, monkeypatch):
+    """As some FUSE filesystems: O_DIRECT accepted at open, EINVAL at write."""
+    import fcntl
+
+    real_write, refused = os.write, []
+
+    def refusing(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", refusing)
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", "on")
+    data = random.Random(2).randbytes(9 * MIB + 4097)
+    assert download(direct_folder, data) == (data, len(data))
+    assert refused == [_direct_io.BUFFER_SIZE]  # the first write, then none
+    assert [(s.direct_io, s.kernel_o_direct) for s in sinks] == [(False, False)]
+
+
+@pytest.mark.parametrize("direct", ["on", "off"])
+def test_short_corrupted_or_failed_downloads_leave_nothing(direct_folder, monkeypatch, direct):
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", direct)
+    data = random.Random(3).randbytes(5 * MIB + 11)
+    with pytest.raises(MlgridException, match="ended at") as err:
+        download(direct_folder, data, cut=4097)
+    assert err.value.code == grpc.StatusCode.DATA_LOSS
+    with pytest.raises(MlgridException, match="corrupted") as err:
+        download(direct_folder, data, sha256=hashlib.sha256(b"other").hexdigest())
+    assert err.value.code == grpc.StatusCode.DATA_LOSS
+    real_write = os.write
+
+    def full_disk(fd, data):
+        if os.fstat(fd).st_size > MIB:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError) as err:
+        download(direct_folder, data)
+    assert err.value.errno == errno.ENOSPC
+    assert list(direct_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("direct", ["on", "off"])
+def test_a_dropped_direct_io_download_resumes(direct_folder, sinks, monkeypatch, direct):
+    monkeypatch.setattr(artifacts, "_sleep_before_retry", lambda delay: None)
+    monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", direct)
+    data = random.Random(4).randbytes(4099)
+    stub = FlakyStub(data, hashlib.sha256(data).hexdigest())
+    client_with(stub).download_file(ArtifactRoot(run_id=RUN), "f.bin", str(direct_folder / "f.bin"), len(data))
+    assert (direct_folder / "f.bin").read_bytes() == data
+    assert stub.offsets == [0, 20]
+    assert [s.kernel_o_direct for s in sinks] == [direct == "on"]
+
+
+def test_restart_empties_the_file_and_the_hash(direct_folder):
+    """What a download from a store that ignored the Range of a resumed request does."""
+    sink = _direct_io.FileSink(str(direct_folder / "f.bin"), direct=True)
+    writer = artifacts._HashingWriter(sink, None)
+    first, second = random.Random(5).randbytes(5 * MIB), random.Random(6).randbytes(4 * MIB + 5)
+    writer.write(first)
+    writer.restart()
+    assert writer.received == 0
+    for i in range(0, len(second), MIB):
+        writer.write(second[i:i + MIB])
+    writer.close()
+    sink.close()
+    assert (direct_folder / "f.bin").read_bytes() == second
+    assert (writer.received, writer.hasher.hexdigest()) == (len(second), hashlib.sha256(second).hexdigest())
