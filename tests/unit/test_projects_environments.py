@@ -64,7 +64,7 @@ def test_docker_not_installed_fails_clearly(tmp_path, monkeypatch):
 def test_local_and_virtualenv_argv(tmp_path, monkeypatch):
     monkeypatch.setenv("MLGRID_ENV_ROOT", str(tmp_path))
     argv, env = LocalEnvironment().argv("echo hi", RUN_ENV)
-    assert argv == ["bash", "-c", "echo hi"] and env["MLGRID_RUN_ID"] == "r1" and env["PATH"] == os.environ["PATH"]
+    assert argv == ["bash", "-c", "echo hi"] and env["MLGRID_RUN_ID"] == "r1" and env["PATH"].endswith(os.environ["PATH"])
     venv = VirtualEnvironment(None, str(tmp_path))
     argv, env = venv.argv("echo hi", RUN_ENV)
     assert venv.path.startswith(str(tmp_path / "mlgrid-"))
@@ -142,3 +142,14 @@ def test_env_manager_mismatches_are_explained(tmp_path, files, env_manager, dock
     with pytest.raises(ExecutionException, match=message):
         select_environment(load_project(str(tmp_path)), env_manager, docker_args)
 
+
+
+def test_local_commands_get_the_interpreter_running_mlgrid_first_on_path(monkeypatch):
+    import sys
+
+    from mlgrid.projects.environments import LocalEnvironment
+
+    monkeypatch.setenv("PATH", "/usr/bin")
+    argv, env = LocalEnvironment().argv("python -V", {"MLGRID_RUN_ID": "r"})
+    assert argv == ["bash", "-c", "python -V"] and env["MLGRID_RUN_ID"] == "r"
+    assert env["PATH"].split(os.pathsep)[:2] == [os.path.dirname(sys.executable), "/usr/bin"]

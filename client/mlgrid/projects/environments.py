@@ -48,7 +48,8 @@ def _content_key(path: str | None, fallback: str) -> str:
 
 
 class LocalEnvironment:
-    """The current environment, as it is."""
+    """The current environment: `python` in the command is the interpreter running mlgrid (its folder
+    first on PATH), also when mlgrid was started as .venv/bin/mlgrid without activating the venv."""
 
     name = "local"
     tags: dict[str, str] = {}
@@ -57,7 +58,8 @@ class LocalEnvironment:
         pass
 
     def argv(self, command: str, run_env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        return ["bash", "-c", command], {**os.environ, **run_env}
+        path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+        return ["bash", "-c", command], {**os.environ, "PATH": path, **run_env}
 
 
 class VirtualEnvironment(LocalEnvironment):
