@@ -9,7 +9,6 @@ dict of outputs by name (a DataFrame for a DataFrame).
 from __future__ import annotations
 
 import os
-import shutil
 
 import grpc
 import numpy as np
@@ -59,8 +58,7 @@ def save_model(
         onnx.checker.check_model(onnx_model)
     except onnx.checker.ValidationError as error:
         raise _invalid(f"the ONNX model is not valid: {error}") from None
-    model_dir = saving.new_model_dir(path)
-    try:
+    with saving.new_model_dir(path) as model_dir:
         code = saving.copy_code_paths(model_dir, code_paths)
         onnx.save_model(onnx_model, os.path.join(model_dir, MODEL_FILE))
         providers = list(onnx_execution_providers or DEFAULT_PROVIDERS)
@@ -73,9 +71,6 @@ def save_model(
             input_example=input_example, predict=predictor.predict, pip_requirements=pip_requirements,
             extra_pip_requirements=extra_pip_requirements, conda_env=conda_env,
         )
-    except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)
-        raise
 
 
 def log_model(onnx_model, name: str = "model", registered_model_name: str | None = None, **kwargs) -> ModelInfo:

@@ -244,8 +244,7 @@ def save_model(
     cloudpickle = _cloudpickle()
     if not callable(getattr(python_model, "predict", None)):
         raise MlgridException("python_model must be a PythonModel (an object with predict)", grpc.StatusCode.INVALID_ARGUMENT)
-    model_dir = saving.new_model_dir(path)
-    try:
+    with saving.new_model_dir(path) as model_dir:
         code = saving.copy_code_paths(model_dir, code_paths)
         artifact_entries = _copy_artifacts(model_dir, artifacts)
         with open(os.path.join(model_dir, PYTHON_MODEL_FILE), "wb") as f:
@@ -264,9 +263,6 @@ def save_model(
             input_example=input_example, predict=predict, pip_requirements=pip_requirements,
             extra_pip_requirements=extra_pip_requirements, conda_env=conda_env,
         )
-    except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)
-        raise
 
 
 def log_model(python_model: PythonModel, name: str = "model", registered_model_name: str | None = None, **kwargs) -> ModelInfo:

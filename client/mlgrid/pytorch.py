@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import warnings
 
 import grpc
@@ -48,8 +47,7 @@ def save_model(
 
     if not isinstance(pytorch_model, torch.nn.Module):
         raise _invalid(f"pytorch_model must be a torch.nn.Module, not {type(pytorch_model).__name__}")
-    model_dir = saving.new_model_dir(path)
-    try:
+    with saving.new_model_dir(path) as model_dir:
         code = saving.copy_code_paths(model_dir, code_paths)
         data_dir = os.path.join(model_dir, DATA_DIR)
         os.makedirs(data_dir)
@@ -70,9 +68,6 @@ def save_model(
             input_example=input_example, predict=predictor.predict, pip_requirements=pip_requirements,
             extra_pip_requirements=extra_pip_requirements, conda_env=conda_env,
         )
-    except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)
-        raise
 
 
 def log_model(pytorch_model, name: str = "model", registered_model_name: str | None = None, **kwargs) -> ModelInfo:

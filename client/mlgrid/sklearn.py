@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import pydoc
-import shutil
 import warnings
 
 import grpc
@@ -82,8 +81,7 @@ def save_model(
         raise _invalid(f"unknown serialization_format {serialization_format!r}: use one of {', '.join(FORMATS)}")
     if not callable(getattr(sk_model, pyfunc_predict_fn, None)):
         raise _invalid(f"the model has no method {pyfunc_predict_fn!r} (pyfunc_predict_fn)")
-    model_dir = saving.new_model_dir(path)
-    try:
+    with saving.new_model_dir(path) as model_dir:
         code = saving.copy_code_paths(model_dir, code_paths)
         model_file = MODEL_FILES[serialization_format]
         trusted = _dump(sk_model, os.path.join(model_dir, model_file), serialization_format, skops_trusted_types)
@@ -101,9 +99,6 @@ def save_model(
             signature=signature, input_example=input_example, predict=getattr(sk_model, pyfunc_predict_fn),
             pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, conda_env=conda_env,
         )
-    except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)
-        raise
 
 
 def log_model(sk_model, name: str = "model", registered_model_name: str | None = None, **kwargs) -> ModelInfo:

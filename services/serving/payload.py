@@ -10,6 +10,12 @@ import numpy as np
 UNNAMED = ""  # the key of a request's single unnamed tensor
 
 
+def shared_rows(arrays: dict[str, np.ndarray]) -> int | None:
+    """The first dimension all the arrays share, or None."""
+    sizes = {len(a) if a.ndim else -1 for a in arrays.values()}
+    return sizes.pop() if len(sizes) == 1 and -1 not in sizes else None
+
+
 @dataclass
 class Payload:
     arrays: dict[str, np.ndarray]  # in the order given; {UNNAMED: array} for one unnamed tensor
@@ -24,10 +30,7 @@ class Payload:
     @property
     def rows(self) -> int | None:
         """The shared first dimension, or None when the arrays do not share one (not batchable)."""
-        if self.kind == "json" or not self.arrays:
-            return None
-        sizes = {len(a) if a.ndim else -1 for a in self.arrays.values()}
-        return sizes.pop() if len(sizes) == 1 and -1 not in sizes else None
+        return None if self.kind == "json" else shared_rows(self.arrays)
 
 
 @dataclass
@@ -41,10 +44,7 @@ class Prediction:
 
     @property
     def rows(self) -> int | None:
-        if self.kind == "json" or not self.arrays:
-            return None
-        sizes = {len(a) if a.ndim else -1 for a in self.arrays.values()}
-        return sizes.pop() if len(sizes) == 1 and -1 not in sizes else None
+        return None if self.kind == "json" else shared_rows(self.arrays)
 
     def slice(self, start: int, stop: int) -> "Prediction":
         return Prediction(self.kind, {k: v[start:stop] for k, v in self.arrays.items()})

@@ -2,6 +2,7 @@
 example, environment files, and logging the folder to a run (optionally registering it)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ import platform
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -26,13 +27,18 @@ MAX_TAG_VALUE = 8000
 _log = logging.getLogger(__name__)
 
 
-def new_model_dir(path: str) -> str:
-    """Create the (absent or empty) folder a model is saved into."""
+@contextlib.contextmanager
+def new_model_dir(path: str) -> Iterator[str]:
+    """The (absent or empty) folder a model is saved into, removed again if saving fails."""
     path = os.path.abspath(path)
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise MlgridException(f"cannot save a model at {path}: it already exists; choose a new path", grpc.StatusCode.ALREADY_EXISTS)
     os.makedirs(path, exist_ok=True)
-    return path
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def copy_code_paths(model_dir: str, code_paths: list[str] | None) -> str | None:
