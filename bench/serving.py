@@ -26,6 +26,7 @@ sys.path.insert(0, ROOT)
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]
+WARM_UP_S = 1  # h2load's warm-up, left out of its rate and of the latencies
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = %s
@@ -93,13 +94,14 @@ def run_h2load(grpc_port: int, http_port: int, concurrency: int, duration: int, 
         f.write(grpc_frame())
     errors_before = grpc_errors(http_port)
     out = subprocess.run(
-        ["h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(duration), "--warm-up-time=1",
+        ["h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(duration), f"--warm-up-time={WARM_UP_S}",
          "-d", data, "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", log,
          f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"],
         capture_output=True, text=True, check=True,
     ).stdout
     lines = [line.split("\t") for line in open(log).read().splitlines() if line.strip()]
-    latencies = np.array([int(line[2]) for line in lines]) / 1000  # every request, warm-up included
+    measured_from = min(int(line[0]) for line in lines) + WARM_UP_S * 1_000_000
+    latencies = np.array([int(line[2]) for line in lines if int(line[0]) >= measured_from]) / 1000  # after the warm-up
     statuses = [line[1] for line in lines]
     failed = sum(1 for s in statuses if s != "200") + int(grpc_errors(http_port) - errors_before)
     rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))  # the measured period only

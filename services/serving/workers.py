@@ -123,10 +123,21 @@ class WorkerPool:
         return 1 if self._inline is not None and not self._inline_lock.locked() else self._idle.qsize()
 
     async def predict(self, payload: Payload) -> Prediction:
+        """The prediction for a payload. A caller that is cancelled (a client gone) does not cancel the
+        work: the worker's answer is still read, so the worker never returns a stale one to the next caller."""
         if self._inline is not None:
-            async with self._inline_lock:
-                return await asyncio.to_thread(self._inline.predict, payload)
+            return await asyncio.shield(self._predict_inline(payload))
         worker = self._idle.get_nowait() if not self._idle.empty() else await self._wait_for_worker()
+        answer = await asyncio.shield(self._call(worker, payload))
+        if answer[0] == "ok":
+            return answer[1]
+        _raise(answer[1], answer[2])
+
+    async def _predict_inline(self, payload: Payload) -> Prediction:
+        async with self._inline_lock:
+            return await asyncio.to_thread(self._inline.predict, payload)
+
+    async def _call(self, worker: _Worker, payload: Payload) -> tuple:
         try:
             answer = await worker.call(payload)
         except Unavailable:
@@ -137,9 +148,7 @@ class WorkerPool:
             self._replacements.add(asyncio.create_task(self._replace()))
             raise
         self._idle.put_nowait(worker)
-        if answer[0] == "ok":
-            return answer[1]
-        _raise(answer[1], answer[2])
+        return answer
 
     async def _wait_for_worker(self) -> "_Worker":
         while True:

@@ -140,3 +140,17 @@ async def test_a_bad_request_fails_alone_and_max_batch_size_holds(tmp_path):
     finally:
         await batcher.close()
         await pool.close()
+
+
+async def test_a_cancelled_caller_leaves_the_worker_in_step(tmp_path):
+    pool = WorkerPool(save(tmp_path, SumRows(delay=0.2)), 1, "cancel")
+    await pool.start()
+    try:
+        first = asyncio.ensure_future(pool.predict(columns([1], [1])))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the client went away while the worker computes
+        second = await asyncio.wait_for(pool.predict(columns([10], [10])), 30)
+        assert list(second.arrays[UNNAMED]) == [20]  # its own answer, not the cancelled one's
+        assert list((await pool.predict(columns([3], [4]))).arrays[UNNAMED]) == [7]
+    finally:
+        await pool.close()
