@@ -9,7 +9,7 @@ import pandas as pd
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.errors import InvalidArgument, MlgridError
+from services.common.errors import InvalidArgument, MlgridError, NotFound
 from services.serving.codecs import mlflow_scoring, oip
 from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
 from services.serving.grpc_servicer import model_metadata
@@ -109,7 +109,10 @@ class RestApi:
     async def invocations(self, request: web.Request) -> web.Response:
         try:
             if self.default_model is None:
-                raise MlgridError("/invocations needs exactly one served model; use /v2/models/{name}/infer")
+                raise NotFound(
+                    f"/invocations answers for a server of one model; this one serves {sorted(self.plane.repository.models)}: "
+                    "call /v2/models/{name}/infer"
+                )
             model = self.plane.model(self.default_model)
             payload = mlflow_scoring.parse_invocation(
                 await request.read(), request.headers.get("Content-Type", ""), model.metadata.get_input_schema(),

@@ -191,16 +191,25 @@ def test_a_served_model_cannot_be_deleted_and_metrics_show_batches(served):
     assert total > single  # some predict calls combined several requests
 
 
-def test_a_model_saved_by_stock_mlflow_is_served_unchanged(server, tmp_path):
+def test_several_models_at_once_one_saved_by_stock_mlflow(served, server, tmp_path):
     mlflow = pytest.importorskip("mlflow")
     from sklearn.linear_model import LogisticRegression
 
     X, y = iris()
-    estimator = LogisticRegression(max_iter=500).fit(X, y)
+    estimator = LogisticRegression(max_iter=500, C=0.01).fit(X, y)
     mlflow.sklearn.save_model(estimator, str(tmp_path / "mlflow-model"), input_example=X.head(2), pip_requirements=[])
-    serving = start_serving(tmp_path, server["uri"], "-m", str(tmp_path / "mlflow-model"))
+    serving = start_serving(
+        tmp_path, server["uri"], "-m", f"stock={tmp_path / 'mlflow-model'}", "-m", f"pinned=models:/{served['name']}/2",
+    )
     try:
-        body = {"dataframe_split": {"columns": COLUMNS, "data": ROWS}}
-        assert invoke(serving["http"], body) == (200, {"predictions": estimator.predict(pd.DataFrame(ROWS, columns=COLUMNS)).tolist()})
+        row = {"inputs": [{"name": c, "shape": [len(ROWS), 1], "datatype": "FP64", "data": [r[i] for r in ROWS]} for i, c in enumerate(COLUMNS)]}
+        status, body = http(serving["http"], "POST", "/v2/models/stock/infer", json.dumps(row).encode())
+        expected = estimator.predict(pd.DataFrame(ROWS, columns=COLUMNS)).tolist()
+        assert status == 200 and json.loads(body)["outputs"][0]["data"] == expected
+        status, body = http(serving["http"], "POST", "/v2/models/pinned/versions/2/infer", json.dumps(row).encode())
+        assert status == 200 and json.loads(body)["outputs"][0]["data"] == [2, 2, 2]
+        assert http(serving["http"], "POST", "/v2/models/pinned/versions/1/infer", json.dumps(row).encode())[0] == 404
+        status, body = invoke(serving["http"], {"dataframe_split": {"columns": COLUMNS, "data": ROWS}})
+        assert status == 404 and "pinned" in body["message"] and "stock" in body["message"]
     finally:
         stop_serving(serving)
