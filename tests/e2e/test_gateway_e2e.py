@@ -2,9 +2,7 @@
 the mlgrid client talks to the gateway's one port only; health and reflection answer for all."""
 import contextlib
 import os
-import queue
 import sys
-import threading
 
 import grpc
 import pytest
@@ -52,21 +50,12 @@ def test_the_client_through_the_gateway_only(gateway, tmp_path):
     local = client.download_artifacts(run_id, "docs/notes.txt", str(tmp_path / "down"))
     assert open(local).read() == (tmp_path / "notes.txt").read_text()
 
-    events: queue.Queue = queue.Queue()
-    watch = client.watch_registry_events(0)
+    watch = client.watch_registry_events(0)  # a server stream that stays open
     name = unique("model")
-
-    def consume():
-        for event in watch:
-            if event.name == name:
-                events.put(event)
-
-    threading.Thread(target=consume, daemon=True).start()
     client.create_registered_model(name)
-    version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
-    assert version.version == "1"
-    assert events.get(timeout=10).type == "REGISTERED_MODEL_CREATED"
-    assert events.get(timeout=10).type == "MODEL_VERSION_CREATED"
+    assert client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id).version == "1"
+    ours = (event.type for event in watch if event.name == name)
+    assert [next(ours), next(ours)] == ["REGISTERED_MODEL_CREATED", "MODEL_VERSION_CREATED"]
     watch.close()
 
     with pytest.raises(MlgridException) as error:
