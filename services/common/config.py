@@ -168,3 +168,26 @@ class ServingConfig:
             follower=env_str("MLGRID_SERVING_FOLLOWER", ""),
             lease_seconds=env_int("MLGRID_SERVING_LEASE_SECONDS", 60),
         )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The gateway's gRPC routing: where each backend service is (host:port; empty: not routed).
+    Its own port, host and metrics port are ServerConfig's."""
+
+    tracking_target: str = ""
+    artifacts_target: str = ""
+    registry_target: str = ""
+    serving_target: str = ""
+    # How often the gateway asks each backend's health service (its own health answers for them).
+    health_interval_ms: int = 1000
+
+    @classmethod
+    def from_env(cls) -> "GatewayConfig":
+        return cls(
+            tracking_target=env_str("MLGRID_GATEWAY_TRACKING_TARGET", ""),
+            artifacts_target=env_str("MLGRID_GATEWAY_ARTIFACTS_TARGET", ""),
+            registry_target=env_str("MLGRID_GATEWAY_REGISTRY_TARGET", ""),
+            serving_target=env_str("MLGRID_GATEWAY_SERVING_TARGET", ""),
+            health_interval_ms=env_int("MLGRID_GATEWAY_HEALTH_INTERVAL_MS", 1000),
+        )

@@ -26,8 +26,9 @@ GRPC_OPTIONS = [
 
 
 class Service:
-    """One servicer to mount: its full proto service name, how to add it, what to close at stop, and
-    what to tell at the start of a stop (e.g. to end endless streams rather than wait out the grace period)."""
+    """One servicer to mount: its full proto service name, how to add it, what to close at stop,
+    what to tell at the start of a stop (e.g. to end endless streams rather than wait out the grace period),
+    and what to start once the server listens, given its health servicer (e.g. to mirror another server's health)."""
 
     def __init__(
         self,
@@ -35,11 +36,13 @@ class Service:
         add: Callable[[grpc.aio.Server], None],
         close: Callable[[], Awaitable[None]] | None = None,
         stopping: Callable[[], None] | None = None,
+        started: Callable[[health.aio.HealthServicer], Awaitable[None]] | None = None,
     ):
         self.name = name
         self.add = add
         self.close = close
         self.stopping = stopping
+        self.started = started
 
 
 async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
@@ -57,6 +60,9 @@ async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grp
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    for service in services:
+        if service.started:
+            await service.started(health_servicer)
     return server, health_servicer, bound
 
 
