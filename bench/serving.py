@@ -1,7 +1,8 @@
 """Serving benchmark: a scikit-learn LogisticRegression on iris (4 float columns), requests of 2
 rows, closed loop, over MLflow's /invocations, OIP REST and OIP gRPC at concurrency 1, 8 and 64.
 Load comes from C generators so that the client costs little CPU: wrk for HTTP, h2load for gRPC
-(HTTP/2 with gRPC framing). Prints JSON: req/s, p50, p99 (ms) and errors per protocol and concurrency.
+(HTTP/2 with gRPC framing). As a reference for how fast this machine is at the time, the same server's
+empty ServerLive call is measured beside each gRPC figure. Prints JSON: req/s, p50, p99 (ms) and errors per protocol and concurrency.
 
     python bench/serving.py [--duration 5] [--workers 1] [--max-batch-size 32]
 Needs wrk and h2load (Debian: apt-get install wrk nghttp2-client)."""
@@ -59,12 +60,15 @@ def save_model(folder: str) -> str:
     return path
 
 
-def grpc_frame() -> bytes:
+def grpc_frame(method: str) -> bytes:
     from mlgrid.inference.v2 import grpc_predict_v2_pb2 as pb
 
-    request = pb.ModelInferRequest(model_name="iris", raw_input_contents=[np.asarray(ROWS, dtype=np.float32).tobytes()])
-    request.inputs.add(name="input-0", datatype="FP32", shape=[2, 4])
-    message = request.SerializeToString()
+    if method == "ServerLive":
+        message = pb.ServerLiveRequest().SerializeToString()
+    else:
+        request = pb.ModelInferRequest(model_name="iris", raw_input_contents=[np.asarray(ROWS, dtype=np.float32).tobytes()])
+        request.inputs.add(name="input-0", datatype="FP32", shape=[2, 4])
+        message = request.SerializeToString()
     return b"\x00" + struct.pack(">I", len(message)) + message
 
 
@@ -88,15 +92,15 @@ def grpc_errors(http_port: int) -> float:
                if line.startswith("mlgrid_serving_request_errors_total{") and 'protocol="grpc"' in line)
 
 
-def run_h2load(grpc_port: int, http_port: int, concurrency: int, duration: int, folder: str) -> dict:
-    data, log = os.path.join(folder, "request.bin"), os.path.join(folder, f"h2load-{concurrency}.log")
+def run_h2load(grpc_port: int, http_port: int, concurrency: int, duration: int, folder: str, method: str = "ModelInfer") -> dict:
+    data, log = os.path.join(folder, f"{method}.bin"), os.path.join(folder, f"h2load-{method}-{concurrency}.log")
     with open(data, "wb") as f:
-        f.write(grpc_frame())
+        f.write(grpc_frame(method))
     errors_before = grpc_errors(http_port)
     out = subprocess.run(
         ["h2load", "-c", str(concurrency), "-m", "1", "-t", "1", "-D", str(duration), f"--warm-up-time={WARM_UP_S}",
          "-d", data, "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", log,
-         f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/ModelInfer"],
+         f"http://127.0.0.1:{grpc_port}/inference.GRPCInferenceService/{method}"],
         capture_output=True, text=True, check=True,
     ).stdout
     lines = [line.split("\t") for line in open(log).read().splitlines() if line.strip()]
@@ -155,6 +159,9 @@ def main() -> None:
                 for protocol, (path, body) in bodies.items():
                     results[f"{protocol}_c{concurrency}"] = run_wrk(http_port, path, body, concurrency, args.duration, folder)
                 results[f"oip_grpc_c{concurrency}"] = run_h2load(grpc_port, http_port, concurrency, args.duration, folder)
+                # The same server answering an empty ServerLive: what grpc.aio itself costs on this machine right now.
+                results[f"reference_grpc_serverlive_c{concurrency}"] = run_h2load(
+                    grpc_port, http_port, concurrency, args.duration, folder, "ServerLive")
         finally:
             proc.terminate()
             proc.wait(30)
