@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request

@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 
 import grpc
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import free_port, unique
