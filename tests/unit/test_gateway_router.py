@@ -128,7 +128,8 @@ async def test_bidi_streaming_of_a_method_the_gateway_has_no_descriptor_for(gate
 
 async def test_deadline_reaches_the_backend(gateway):
     await gateway["stub"].LogMetric(pb.LogMetricRequest(value=0), timeout=5)
-    assert 3 < gateway["backend"].seen["time_remaining"] <= 5
+    # the 5 s deadline, less the time spent reaching the backend (gRPC rounds deadlines a little up)
+    assert 3 < gateway["backend"].seen["time_remaining"] <= 5.1
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await gateway["stub"].LogMetric(pb.LogMetricRequest(value=2), timeout=0.2)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
