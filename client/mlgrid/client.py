@@ -160,6 +160,18 @@ class MlgridClient(RegistryMethods):
             raise
         return Experiment.from_proto(response.experiment)
 
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        """The experiment called `name`, created when there is none (also when another process races to it)."""
+        experiment = self.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment
+        try:
+            return self.get_experiment(self.create_experiment(name))
+        except MlgridException as error:
+            if error.code != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+            return self.get_experiment_by_name(name)
+
     def search_experiments(
         self,
         view_type: int = ViewType.ACTIVE_ONLY,

@@ -122,7 +122,7 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     if experiment_id is not None:
         experiment = _get_client().get_experiment(str(experiment_id))
     else:
-        experiment = _get_or_create_experiment(experiment_name)
+        experiment = _get_client().get_or_create_experiment(experiment_name)
     if experiment.lifecycle_stage == "deleted":
         raise MlgridException(
             f"Cannot set the deleted experiment {experiment.name!r} (id {experiment.experiment_id}) as the active "
@@ -132,24 +132,11 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     return experiment
 
 
-def _get_or_create_experiment(name: str) -> Experiment:
-    client = _get_client()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment
-    try:
-        return client.get_experiment(client.create_experiment(name))
-    except MlgridException as error:
-        if error.code != grpc.StatusCode.ALREADY_EXISTS:
-            raise
-        return client.get_experiment_by_name(name)  # another process created it meanwhile
-
-
 def _experiment_id_for_runs() -> str:
     if _experiment_id is not None:
         return _experiment_id
     if os.environ.get(EXPERIMENT_NAME_ENV):
-        return _get_or_create_experiment(os.environ[EXPERIMENT_NAME_ENV]).experiment_id
+        return _get_client().get_or_create_experiment(os.environ[EXPERIMENT_NAME_ENV]).experiment_id
     return os.environ.get(EXPERIMENT_ID_ENV) or DEFAULT_EXPERIMENT_ID
 
 

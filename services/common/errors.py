@@ -53,6 +53,14 @@ class Unavailable(MlgridError):
 log = logging.getLogger("mlgrid.errors")
 
 
+def from_status(code: grpc.StatusCode, message: str) -> MlgridError:
+    """The domain error of a status another service (or the client library) reported."""
+    for kind in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, OutOfRange, Unavailable):
+        if kind.code == code:
+            return kind(message)
+    return MlgridError(message)
+
+
 async def _abort(context, error: Exception, method_name: str):
     if isinstance(error, MlgridError):
         await context.abort(error.code, error.message)

@@ -9,7 +9,7 @@ import pandas as pd
 from mlgrid.exceptions import MlgridException
 from mlgrid.models.signature import NUMPY_TYPES
 from mlgrid.pyfunc import PyFuncModel, load_pyfunc_from_dir
-from services.common.errors import InvalidArgument, MlgridError
+from services.common.errors import InvalidArgument, from_status
 from services.serving.payload import UNNAMED, Payload, Prediction
 
 
@@ -63,7 +63,7 @@ class Predictor:
         try:
             output = self.model.predict(self.model_input(payload), params=payload.params)
         except MlgridException as error:
-            raise (InvalidArgument if error.code.name == "INVALID_ARGUMENT" else MlgridError)(error.message) from None
+            raise from_status(error.code, error.message) from None
         except (ValueError, TypeError, KeyError) as error:  # the model refused the input
             raise InvalidArgument(f"the model could not use the input: {type(error).__name__}: {error}") from None
         return as_prediction(output)

@@ -17,14 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-import grpc
 from prometheus_client import Histogram
 
 from mlgrid.client import MlgridClient
 from mlgrid.exceptions import MlgridException
 from mlgrid.models import Model
 from mlgrid.models.uri import download_model
-from services.common.errors import FailedPrecondition, InvalidArgument, MlgridError, NotFound, Unavailable
+from services.common.errors import InvalidArgument, MlgridError, NotFound, Unavailable, from_status
 from services.serving.batching import Batcher
 from services.serving.payload import Payload, Prediction
 from services.serving.workers import WorkerPool
@@ -123,7 +122,7 @@ class ServedModel:
             pool = WorkerPool(model_dir, self.spec.workers, self.spec.name)
             await pool.start()
         except MlgridException as error:
-            raise _domain_error(error) from None
+            raise from_status(error.code, error.message) from None
         except BaseException:
             if target:
                 shutil.rmtree(target, ignore_errors=True)
@@ -147,7 +146,7 @@ class ServedModel:
         try:
             return self._resolve()
         except MlgridException as error:
-            raise _domain_error(error) from None
+            raise from_status(error.code, error.message) from None
 
     async def reload_if_moved(self) -> None:
         """Re-resolve the URI; when it names another version now, load it and swap it in."""
@@ -227,14 +226,6 @@ class ServedModel:
     def _unfollow(self) -> None:
         with self._client() as client:
             client.unfollow_model(self.registered_name, self._follower)
-
-
-def _domain_error(error: MlgridException) -> MlgridError:
-    kinds = {
-        grpc.StatusCode.NOT_FOUND: NotFound, grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-        grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition, grpc.StatusCode.UNAVAILABLE: Unavailable,
-    }
-    return kinds.get(error.code, MlgridError)(error.message)
 
 
 def default_follower() -> str:

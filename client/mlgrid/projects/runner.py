@@ -8,7 +8,6 @@ import grpc
 
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient, current_user, grpc_target
 from mlgrid.entities import Param, RunInfo, RunTag
-from mlgrid.exceptions import MlgridException
 from mlgrid.fluent import DEFAULT_EXPERIMENT_ID, EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV
 from mlgrid.projects import kubernetes
 from mlgrid.projects.environments import select_environment
@@ -140,15 +139,7 @@ def _experiment_id(client: MlgridClient, experiment_name: str | None, experiment
     name = experiment_name or os.environ.get(EXPERIMENT_NAME_ENV)
     if not name:
         return os.environ.get(EXPERIMENT_ID_ENV) or DEFAULT_EXPERIMENT_ID
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlgridException as error:
-        if error.code != grpc.StatusCode.ALREADY_EXISTS:
-            raise
-        return client.get_experiment_by_name(name).experiment_id  # another process created it meanwhile
+    return client.get_or_create_experiment(name).experiment_id
 
 
 def _start_run(client: MlgridClient, run_id: str | None, experiment_id: str | None, run_name: str | None,
