@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 HOST      ?= 127.0.0.1
 GRPC_PORT ?= 50051
 
-.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving clean
+.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ protos-check: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/tracking.py
+
+# MLflow's REST API through the gateway vs `mlflow server` on the same PostgreSQL; the gateway's gRPC overhead.
+bench-gateway: $(VENV)/.dev
+	$(PY) bench/gateway.py
+
+# Every service as its own process (as the chart's pods) on PostgreSQL and S3, the gateway in front
+# on :50051 (gRPC) and :5000 (HTTP); `make down` stops them. See deploy/local/topology.py.
+up: $(VENV)/.dev
+	$(PY) deploy/local/topology.py up
+
+down:
+	@[ -x $(PY) ] && $(PY) deploy/local/topology.py down || true
 
 bench-scale: $(VENV)/.dev
 	$(PY) bench/tracking_scale.py

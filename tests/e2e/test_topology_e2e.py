@@ -1,0 +1,161 @@
+"""The multi-process topology of `make up` (deploy/local/topology.py): every service its own process on
+PostgreSQL and S3, the gateway in front, configured as the chart configures the pods. A training job
+through the gateway, a model registered and served, metrics from every service, and a service killed
+and restarted mid-run without losing acknowledged data."""
+import asyncio
+import os
+import signal
+import sys
+import urllib.request
+import uuid
+
+import asyncpg
+import grpc
+import numpy as np
+import pytest
+from conftest import REPO, in_thread, unique
+from sqlalchemy.engine import make_url
+
+import mlgrid
+from mlgrid.inference.v2 import grpc_predict_v2_pb2 as oip
+from mlgrid.inference.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
+from mlgrid.v1 import tracking_pb2, tracking_pb2_grpc
+
+sys.path.insert(0, os.path.join(REPO, "deploy", "local"))
+from topology import Topology  # noqa: E402
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def topology(pg_url, s3_endpoint, tmp_path_factory):
+    admin = make_url(pg_url).set(drivername="postgresql")
+    name = f"mlgrid_topology_{uuid.uuid4().hex[:8]}"
+    database_url = admin.set(database=name).render_as_string(hide_password=False)
+    s3 = {"url": s3_endpoint["url"], "access_key": s3_endpoint["access_key"], "secret_key": s3_endpoint["secret_key"], "bucket": s3_endpoint["bucket"]}
+    topology = Topology(tmp_path_factory.mktemp("topology"), free_ports=True)
+    topology.plan(database_url, s3)
+    try:
+        topology.up()
+        yield topology
+    finally:
+        topology.down()
+        in_thread(asyncio.run, _admin(admin.render_as_string(hide_password=False), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def gateway_uri(topology: Topology) -> str:
+    return f"grpc://{topology.processes['gateway'].grpc_target}"
+
+
+def gateway_http(topology: Topology) -> str:
+    return f"http://127.0.0.1:{topology.processes['gateway'].http_port}"
+
+
+def test_a_training_job_through_the_gateway(topology, tmp_path):
+    client = mlgrid.MlgridClient(gateway_uri(topology))
+    experiment_id = client.create_experiment(unique("topology"))
+    run = client.create_run(experiment_id, run_name="train")
+    run_id = run.info.run_id
+    client.log_batch(run_id, metrics=[mlgrid.entities.Metric("loss", 1.0 / (step + 1), 1_700_000_000_000 + step, step) for step in range(1500)],
+                     params=[mlgrid.entities.Param("lr", "0.01")])
+    (tmp_path / "weights.bin").write_bytes(os.urandom(3 << 20))
+    client.log_artifact(run_id, str(tmp_path / "weights.bin"), "model")
+    client.set_terminated(run_id)
+
+    stored = client.get_run(run_id)
+    assert stored.data.params == {"lr": "0.01"} and stored.info.status == "FINISHED"
+    assert len(client.get_metric_history(run_id, "loss")) == 1500
+    client.download_artifacts(run_id, "model/weights.bin", str(tmp_path / "back"))
+    assert (tmp_path / "back" / "model" / "weights.bin").read_bytes() == (tmp_path / "weights.bin").read_bytes()
+
+
+def test_the_stock_mlflow_client_through_the_gateway(topology, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    mlflow.set_tracking_uri(gateway_http(topology))
+    try:
+        mlflow.set_experiment(unique("mlflow-topology"))
+        (tmp_path / "notes.txt").write_text("through every pod")
+        with mlflow.start_run() as run:
+            mlflow.log_param("optimizer", "adam")
+            for step in range(5):
+                mlflow.log_metric("acc", step / 5, step=step)
+            mlflow.log_artifact(str(tmp_path / "notes.txt"))
+        stored = mlflow.get_run(run.info.run_id)
+        assert stored.data.params == {"optimizer": "adam"} and stored.data.metrics == {"acc": 0.8}
+        assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes.txt") == "through every pod"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_a_registered_model_served(topology):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    name = unique("topology-iris")
+    mlgrid.set_tracking_uri(gateway_uri(topology))
+    mlgrid.set_experiment(unique("topology-models"))
+    with mlgrid.start_run():
+        info = mlgrid.sklearn.log_model(model, name="model", input_example=x.head(2), registered_model_name=name)
+    mlgrid.MlgridClient(gateway_uri(topology)).set_registered_model_alias(name, "champion", info.registered_model_version)
+
+    serving = topology.add_serving(f"iris=models:/{name}@champion")
+    topology.start("serving", timeout=120)
+    topology.stop("gateway")
+    topology.start("gateway")  # now with its route to serving
+
+    rows = x.head(3)
+    body = ('{"dataframe_split": {"columns": %s, "data": %s}}' % (list(rows.columns), rows.values.tolist())).replace("'", '"')
+    request = urllib.request.Request(f"http://127.0.0.1:{serving.http_port}/invocations", body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.read().decode().replace(" ", "") == '{"predictions":%s}' % str(model.predict(rows).tolist()).replace(" ", "")
+
+    with grpc.insecure_channel(topology.processes["gateway"].grpc_target) as channel:  # OIP through the gateway
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        inputs = [
+            oip.ModelInferRequest.InferInputTensor(name=column, datatype="FP64", shape=[3], contents=oip.InferTensorContents(fp64_contents=rows[column].tolist()))
+            for column in rows.columns
+        ]
+        response = stub.ModelInfer(oip.ModelInferRequest(model_name="iris", inputs=inputs), timeout=30)
+    predicted = np.frombuffer(response.raw_output_contents[0], dtype=np.int64) if response.raw_output_contents else np.array(response.outputs[0].contents.int64_contents)
+    assert predicted.tolist() == model.predict(rows).tolist()
+
+
+def test_every_service_exports_metrics(topology):
+    for name, process in topology.processes.items():
+        if not process.pid:
+            continue
+        path = "/metrics"
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}{path}", timeout=10) as response:
+            text = response.read().decode()
+        assert "mlgrid_grpc_requests_total" in text or "mlgrid_serving_requests_total" in text, name
+
+
+def test_a_killed_service_comes_back_without_losing_acknowledged_data(topology):
+    client = mlgrid.MlgridClient(gateway_uri(topology))
+    run_id = client.create_run(client.create_experiment(unique("chaos"))).info.run_id
+    acknowledged = 0
+    for step in range(200):
+        client.log_metric(run_id, "before", float(step), step=step)
+        acknowledged += 1
+
+    topology.stop("tracking", sig=signal.SIGKILL)
+    with grpc.insecure_channel(topology.processes["gateway"].grpc_target) as channel:
+        stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.LogMetric(tracking_pb2.LogMetricRequest(run_id=run_id, key="during", value=1.0), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "tracking" in refused.value.details()
+
+    topology.start("tracking")
+    client.log_metric(run_id, "after", 1.0, step=0)  # the client's channel reconnects (retrying while UNAVAILABLE)
+    history = client.get_metric_history(run_id, "before")
+    assert [point.step for point in history] == list(range(acknowledged))
+    assert [point.key for point in client.get_metric_history(run_id, "after")] == ["after"]
