@@ -101,8 +101,10 @@ class RestGateway:
             client_max_size=config.max_body_mb * 1024 * 1024, middlewares=[http_error_middleware(config.max_body_mb)]
         )
         codecs = Codecs()
+        self.endpoints = []
         for route in routes(list(self.backends)):
             self.app.router.add_route(route.verb, route.path, self._handler(route, codecs))
+        self.app.on_cleanup.append(self._close_endpoints)
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         for name in EXTENSIONS:
@@ -116,6 +118,7 @@ class RestGateway:
     def _handler(self, route: Route, codecs: Codecs) -> Callable:
         backend = self.backends[route.service]
         shape = endpoint(route.annotated_path, route.method, codecs)
+        self.endpoints.append(shape)
         path_params = "{" in route.path
         if backend.channel is None:
             async def unrouted(request: web.Request) -> web.Response:
@@ -137,14 +140,10 @@ class RestGateway:
                 if path_params:
                     obj.update(request.match_info)
                 message, state = shape.decode(obj)
-                call = open_call(message, timeout=timeout)
                 if shape.streaming:
-                    try:
-                        body = await shape.collect(call, state)
-                    finally:
-                        call.cancel()
+                    body = await shape.collect(lambda: open_call(message, timeout=timeout), state)
                 else:
-                    body = shape.encode(await call, state)
+                    body = shape.encode(await open_call(message, timeout=timeout), state)
             except MlgridError as error:
                 return status_error(error.code, error.message)
             except grpc.aio.AioRpcError as error:
@@ -158,3 +157,7 @@ class RestGateway:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _close_endpoints(self, app: web.Application) -> None:
+        for shape in self.endpoints:
+            shape.close()
