@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.config import GatewayConfig
 from services.common.errors import MlgridError
+from services.common.metrics import http_metrics_middleware
 from services.gateway.mlflow_json import Codecs, endpoint, parse_body
 from services.gateway.rest_routes import Route, routes
 from services.gateway.router import Backend
@@ -98,7 +99,8 @@ class RestGateway:
         self.backends = {backend.service: backend for backend in backends}
         self.timeout = config.rest_timeout_seconds
         self.app = web.Application(
-            client_max_size=config.max_body_mb * 1024 * 1024, middlewares=[http_error_middleware(config.max_body_mb)]
+            client_max_size=config.max_body_mb * 1024 * 1024,
+            middlewares=[http_metrics_middleware(), http_error_middleware(config.max_body_mb)],
         )
         codecs = Codecs()
         self.endpoints = []
