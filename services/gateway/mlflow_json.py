@@ -269,7 +269,15 @@ class MessageCodec:
             if overridden_by is not None and overridden_by in obj:
                 continue
             values[field] = reader(value, prefix + key)
-        return self.cls(**values)
+        try:
+            return self.cls(**values)
+        except ValueError:  # e.g. a lone surrogate ("\ud800"), which a protobuf string cannot hold
+            for field, value in values.items():
+                try:
+                    self.cls(**{field: value})
+                except ValueError as error:
+                    raise InvalidArgument(f"Invalid value for parameter '{prefix}{field}' supplied: {error}") from None
+            raise
 
     def encode(self, message) -> dict:
         """The JSON object of a message: its set fields (proto3 omits default values, as MLflow's proto2 unset ones)."""

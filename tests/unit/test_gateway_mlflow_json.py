@@ -69,6 +69,11 @@ def test_wrong_types_name_the_field(obj, field):
         codec(tracking_pb2.LogMetricRequest).decode(obj)
 
 
+def test_a_string_protobuf_cannot_hold_is_refused_by_name():
+    with pytest.raises(InvalidArgument, match=r"'tags\[0\]\.key'.*surrogates"):
+        codec(tracking_pb2.CreateRunRequest).decode({"experiment_id": "1", "tags": [{"key": "\ud800", "value": "v"}]})
+
+
 def test_nested_errors_name_the_path():
     with pytest.raises(InvalidArgument, match=r"'datasets\[1\]\.dataset\.name'"):
         codec(tracking_pb2.LogInputsRequest).decode({"datasets": [{}, {"dataset": {"name": 1}}]})
