@@ -47,8 +47,11 @@ MLFLOW_ERRORS = {
 INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
 JSON = "application/json"
 
-# The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, given the aiohttp app and this
-# RestGateway (its backends, `call_error`, `json_response`, `mlflow_error`); a module this build lacks is skipped.
+# The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, called with the aiohttp app and the
+# RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`),
+# answering with this module's json_response / mlflow_error / status_error. The app's client_max_size
+# (MLGRID_GATEWAY_MAX_BODY_MB) bounds bodies read whole; stream large uploads from request.content.
+# A module this build lacks is skipped.
 EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui")
 
 
