@@ -15,7 +15,6 @@ the server says it supports them (/api/3.0/mlflow/server-info), and streams othe
 """
 from __future__ import annotations
 
-import json
 import mimetypes
 import posixpath
 from collections.abc import AsyncIterator
@@ -27,6 +26,8 @@ from aiohttp import web
 from mlgrid import _wire
 from mlgrid.v1 import artifacts_pb2 as pb
 from mlgrid.v1 import artifacts_pb2_grpc
+from services.gateway.rest import RestGateway, json_response, status_error
+from services.gateway.router import Backend
 
 PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 # The artifact root MLflow's mlflow-artifacts:/ names: the artifact service's whole store.
@@ -39,29 +40,7 @@ TEXT_EXTENSIONS = frozenset(
 )
 TEXT_FILE_NAMES = frozenset({"MLmodel", "MLproject"})
 
-# gRPC status -> (HTTP status, MLflow error_code)
-MLFLOW_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "INVALID_PARAMETER_VALUE"),
-    grpc.StatusCode.OUT_OF_RANGE: (400, "INVALID_PARAMETER_VALUE"),
-    grpc.StatusCode.NOT_FOUND: (404, "RESOURCE_DOES_NOT_EXIST"),
-    grpc.StatusCode.ALREADY_EXISTS: (400, "RESOURCE_ALREADY_EXISTS"),
-    grpc.StatusCode.FAILED_PRECONDITION: (400, "INVALID_STATE"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "RESOURCE_EXHAUSTED"),
-    grpc.StatusCode.UNAVAILABLE: (503, "TEMPORARILY_UNAVAILABLE"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "DEADLINE_EXCEEDED"),
-}
-
-
-def mlflow_error(code: grpc.StatusCode, message: str) -> web.Response:
-    status, error_code = MLFLOW_ERRORS.get(code, (500, "INTERNAL_ERROR"))
-    return web.json_response({"error_code": error_code, "message": message}, status=status)
-
-
-def _rpc_error(error: grpc.aio.AioRpcError) -> web.Response:
-    message = error.details() or error.code().name
-    if error.code() == grpc.StatusCode.UNAVAILABLE:
-        message = f"the artifact service is unavailable ({message}); retry later"
-    return mlflow_error(error.code(), message)
+SERVICE = "mlgrid.v1.ArtifactService"
 
 
 def guess_mime_type(file_name: str) -> str:
@@ -93,7 +72,10 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 
 class MlflowArtifactsApi:
-    def __init__(self, channel: grpc.aio.Channel):
+    def __init__(self, backend: Backend, rest: RestGateway):
+        self._backend = backend
+        self._rest = rest
+        channel = backend.channel
         self._stub = artifacts_pb2_grpc.ArtifactServiceStub(channel)
         # The bulk calls carry chunks in their wire form (mlgrid._wire): no protobuf copies.
         self._upload = channel.stream_unary(
@@ -104,6 +86,9 @@ class MlflowArtifactsApi:
             "/mlgrid.v1.ArtifactService/Download", request_serializer=pb.DownloadRequest.SerializeToString,
             response_deserializer=None,
         )
+
+    def _error(self, error: grpc.aio.AioRpcError) -> web.Response:
+        return self._rest.call_error(self._backend, error)
 
     @staticmethod
     def _target(path: str, run_id: str = "") -> pb.ArtifactTarget:
@@ -120,7 +105,7 @@ class MlflowArtifactsApi:
         """MLflow's /get-artifact: a file of a run, by the run's id (`run_id` or `run_uuid`) and path."""
         run_id = request.query.get("run_id") or request.query.get("run_uuid")
         if not run_id or "path" not in request.query:
-            return mlflow_error(grpc.StatusCode.INVALID_ARGUMENT, "name the run (run_id) and the file (path)")
+            return status_error(grpc.StatusCode.INVALID_ARGUMENT, "name the run (run_id) and the file (path)")
         return await self._send(request, self._target(request.query["path"], run_id))
 
     async def _send(self, request: web.Request, target: pb.ArtifactTarget) -> web.StreamResponse:
@@ -142,7 +127,7 @@ class MlflowArtifactsApi:
                 await response.prepare(request)
         except grpc.aio.AioRpcError as error:
             if response is None:
-                return _rpc_error(error)
+                return self._error(error)
             raise  # mid-file: the connection is dropped, short of Content-Length, so the client sees it
         finally:
             call.cancel()
@@ -163,7 +148,7 @@ class MlflowArtifactsApi:
         try:
             await self._upload(messages())
         except grpc.aio.AioRpcError as error:
-            return _rpc_error(error)
+            return self._error(error)
         return web.Response()  # as MLflow: 200 with an empty body
 
     async def list(self, request: web.Request) -> web.Response:
@@ -183,25 +168,36 @@ class MlflowArtifactsApi:
                 if not page_token:
                     break
         except grpc.aio.AioRpcError as error:
-            return _rpc_error(error)
-        return web.json_response({"files": files} if files else {})
+            return self._error(error)
+        return json_response({"files": files} if files else {})
 
     async def delete(self, request: web.Request) -> web.Response:
         try:
             await self._stub.DeleteArtifact(pb.DeleteArtifactRequest(target=self._target(request.match_info["path"])))
         except grpc.aio.AioRpcError as error:
-            return _rpc_error(error)
-        return web.json_response({})
+            return self._error(error)
+        return json_response({})
 
 
-def add_routes(app: web.Application, artifacts_channel: grpc.aio.Channel) -> None:
-    """Serve MLflow's artifact endpoints on `app`, over the ArtifactService at `artifacts_channel`.
+def add_routes(app: web.Application, rest: RestGateway) -> None:
+    """Serve MLflow's artifact endpoints on the gateway's `app`, over its ArtifactService backend.
     Uploads are streamed, so the app's client_max_size does not limit them."""
-    api = MlflowArtifactsApi(artifacts_channel)
+    backend = rest.backends[SERVICE]
+    routes = [("GET", "/get-artifact", "get_artifact"), ("GET", "/ajax-api/2.0/mlflow/get-artifact", "get_artifact")]
     for prefix in PREFIXES:
-        app.router.add_get(f"{prefix}/artifacts", api.list)
-        app.router.add_get(f"{prefix}/artifacts/{{path:.+}}", api.download)
-        app.router.add_put(f"{prefix}/artifacts/{{path:.+}}", api.upload)
-        app.router.add_delete(f"{prefix}/artifacts/{{path:.+}}", api.delete)
-    for path in ("/get-artifact", "/ajax-api/2.0/mlflow/get-artifact"):
-        app.router.add_get(path, api.get_artifact)
+        routes += [
+            ("GET", f"{prefix}/artifacts", "list"),
+            ("GET", f"{prefix}/artifacts/{{path:.+}}", "download"),
+            ("PUT", f"{prefix}/artifacts/{{path:.+}}", "upload"),
+            ("DELETE", f"{prefix}/artifacts/{{path:.+}}", "delete"),
+        ]
+    if backend.channel is None:
+        async def unrouted(request: web.Request) -> web.Response:
+            return status_error(grpc.StatusCode.UNAVAILABLE, backend.no_address_message)
+
+        for verb, path, _ in routes:
+            app.router.add_route(verb, path, unrouted)
+        return
+    api = MlflowArtifactsApi(backend, rest)
+    for verb, path, handler in routes:
+        app.router.add_route(verb, path, getattr(api, handler))
