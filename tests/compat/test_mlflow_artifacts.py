@@ -12,21 +12,12 @@ import mlflow
 import numpy as np
 import pytest
 import requests
-from conftest import unique
+from conftest import files_under, unique
 from mlflow.exceptions import MlflowException
 
 from services.common.config import ArtifactsConfig
 
 RUN_CACHE_SECONDS = ArtifactsConfig().run_cache_seconds
-
-
-def _tree(root) -> dict[str, bytes]:
-    found = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            found[os.path.relpath(path, root)] = open(path, "rb").read()
-    return found
 
 
 def _raw_get(url: str, path: str) -> tuple[int, dict, bytes]:
@@ -72,11 +63,11 @@ def test_log_artifacts_list_and_download(client, run, tmp_path):
     assert client.list_artifacts(run_id, "no/such/folder") == []
 
     downloaded = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="folder", dst_path=str(tmp_path / "out"))
-    assert _tree(downloaded) == _tree(source)
+    assert files_under(downloaded) == files_under(source)
     one = client.download_artifacts(run_id, "folder/sub/b.json", str(tmp_path / "one"))
     assert open(one).read() == '{"b": 1}'
     everything = mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path / "all"))
-    assert set(_tree(everything)) == {"single.csv", *(os.path.join("folder", p) for p in _tree(source))}
+    assert set(files_under(everything)) == {"single.csv", *(os.path.join("folder", p) for p in files_under(source))}
 
 
 def test_load_text_dict_figure_and_image(client, run):
