@@ -8,8 +8,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import free_port, unique
-from test_artifacts_e2e import running
+from conftest import free_port, running, unique
 
 from mlgrid.v1 import registry_pb2, registry_pb2_grpc
 from mlgrid.v1 import tracking_pb2 as pb
