@@ -6,7 +6,7 @@ import http.client
 import json
 import os
 import time
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import mlflow
 import numpy as np
@@ -166,3 +166,14 @@ def test_delete_artifacts(client, run):
     repo = mlflow.store.artifact.artifact_repository_registry.get_artifact_repository(run.info.artifact_uri)
     repo.delete_artifacts("gone")
     assert [f.path for f in client.list_artifacts(run.info.run_id)] == ["stays.txt"]
+
+
+def test_names_with_spaces_and_non_ascii_letters(mlflow_server_url, client, run):
+    name = "naïve résumé (1).txt"  # no "#": the mlflow client sends paths unquoted, so it would start a fragment
+    mlflow.log_text("accents", f"docs/{name}")
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "docs")] == [f"docs/{name}"]
+    assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/docs/{name}") == "accents"
+    root = f"{run.info.experiment_id}/{run.info.run_id}/artifacts"
+    status, headers, _ = _raw_get(mlflow_server_url, f"/api/2.0/mlflow-artifacts/artifacts/{root}/docs/{quote(name)}")
+    assert status == 200
+    assert headers["Content-Disposition"] == f"attachment; filename=download; filename*=UTF-8''{quote(name, safe='')}"
