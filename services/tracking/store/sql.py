@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import batch, metric_codec, run_data_fields, validation
+from services.tracking.store import batch, downsample, metric_codec, run_data_fields, validation
 from services.tracking.store.batch import RUN_NAME_TAG
 from services.tracking.store.schema import (
     datasets,
@@ -649,6 +649,24 @@ class SqlTrackingStore:
         async with self._reader.connect() as conn:
             await self._run_row(conn, validation.run_id(run_id))
             return metric_codec.unpack(await self._chunks(conn, run_id, key))
+
+    async def sampled_metric_history(
+        self, run_ids: Sequence[str], key: str, start_step: int | None, end_step: int | None, max_results: int
+    ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """One metric of several runs for charts: per run (run_id, steps, timestamps, values) within
+        [start_step, end_step], at most max_results points, peaks and dips kept (see downsample)."""
+        validation.bulk_run_ids(run_ids)
+        validation.key("metric", key)
+        if (start_step is None) != (end_step is None):
+            raise InvalidArgument("start_step and end_step go together: give both, or neither for every step")
+        if start_step is not None and start_step > end_step:
+            raise InvalidArgument(f"start_step ({start_step}) must not be above end_step ({end_step})")
+        max_results = validation.max_results(max_results, downsample.DEFAULT_MAX_RESULTS, downsample.MAX_RESULTS)
+        histories = await asyncio.gather(*(self.metric_history(run_id, key) for run_id in run_ids))
+        return [
+            (run_id, *downsample.downsample(history, start_step, end_step, max_results))
+            for run_id, history in zip(run_ids, histories)
+        ]
 
     async def _chunks(self, conn: AsyncConnection, run_id: str, key: str):
         mc = metric_chunks.c
