@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 HOST      ?= 127.0.0.1
 GRPC_PORT ?= 50051
+# Where googleapis-common-protos keeps google/api/*.proto (the protos import its HTTP annotations).
+GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 
 .PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving clean
 
@@ -30,13 +32,13 @@ test: $(VENV)/.dev protos-check
 
 # Regenerate the stubs under client/mlgrid from protos/ (commit the result).
 protos: $(VENV)/.dev
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=client --pyi_out=client \
+	$(PY) -m grpc_tools.protoc -Iprotos -I$(GOOGLEAPIS) --python_out=client --pyi_out=client \
 		--grpc_python_out=client $(PROTOS)
 
 # Fails when the committed generated code is not what `make protos` makes.
 protos-check: $(VENV)/.dev
 	@rm -rf .protos-check && mkdir -p .protos-check
-	@$(PY) -m grpc_tools.protoc -Iprotos --python_out=.protos-check --pyi_out=.protos-check \
+	@$(PY) -m grpc_tools.protoc -Iprotos -I$(GOOGLEAPIS) --python_out=.protos-check --pyi_out=.protos-check \
 		--grpc_python_out=.protos-check $(PROTOS)
 	@cd .protos-check && for f in $$(find . -name '*.py' -o -name '*.pyi'); do \
 		cmp -s $$f ../client/$$f || { echo "stale generated code: client/$$f (run make protos)"; exit 1; }; done

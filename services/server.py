@@ -1,15 +1,19 @@
 """`mlgrid server`: every service in one process, on an embedded default
 (SQLite file + local artifact folder) — the same servicers that run as
-separate pods in the cluster."""
+separate pods in the cluster — with gRPC on --grpc-port and MLflow's REST API
+(and /metrics) on --port. The REST side calls the services through a loopback
+channel to the process's own gRPC port: the same code path as the gateway's."""
 import dataclasses
 import sys
 from pathlib import Path
 
 from services.artifacts.resolver import StoreRunResolver
 from services.artifacts.service import artifact_service
-from services.common.config import ArtifactsConfig, RegistryConfig, ServerConfig, StoreConfig
+from services.common.config import ArtifactsConfig, GatewayConfig, RegistryConfig, ServerConfig, StoreConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop, run_until_stopped
+from services.gateway.rest import RestGateway
+from services.gateway.service import backends
 from services.registry.service import registry_service, shared_store
 from services.tracking.service import open_store, tracking_service
 
@@ -48,9 +52,23 @@ def run(
             await store.close()
             raise
         grace = ServerConfig.from_env().shutdown_grace_seconds  # MLGRID_SHUTDOWN_GRACE_SECONDS
-        await run_until_stopped(services, host, grpc_port, http_port, grace)
+        await run_until_stopped(services, host, grpc_port, 0, grace, http_port=http_port, http_app=rest_app)
+
+    def rest_app(bound_grpc_port: int):
+        loopback = f"{local_address(host)}:{bound_grpc_port}"
+        config = dataclasses.replace(
+            GatewayConfig.from_env(), tracking_target=loopback, artifacts_target=loopback, registry_target=loopback
+        )
+        return RestGateway(backends(config), config).app
 
     try:
         run_event_loop(main())
     except MlgridError as e:
         sys.exit(f"mlgrid server: {e.message}")
+
+
+def local_address(host: str) -> str:
+    """Where this process reaches its own port listening on `host`."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

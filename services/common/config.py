@@ -172,8 +172,8 @@ class ServingConfig:
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """The gateway's gRPC routing: where each backend service is (host:port; empty: not routed).
-    Its own port, host and metrics port are ServerConfig's."""
+    """The gateway: where each backend service is (host:port; empty: not routed), and its HTTP side
+    (MLflow's REST API). Its own gRPC port, host and metrics port are ServerConfig's."""
 
     tracking_target: str = ""
     artifacts_target: str = ""
@@ -181,6 +181,10 @@ class GatewayConfig:
     serving_target: str = ""
     # How often the gateway asks each backend's health service (its own health answers for them).
     health_interval_ms: int = 1000
+    http_port: int = 5000  # MLflow's REST API (and /metrics, /health)
+    max_body_mb: int = 64  # larger JSON request bodies get 413 (gRPC messages are capped at 64 MiB too)
+    # How long a REST request's call to a backend may take (HTTP requests carry no deadline).
+    rest_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> "GatewayConfig":
@@ -190,4 +194,7 @@ class GatewayConfig:
             registry_target=env_str("MLGRID_GATEWAY_REGISTRY_TARGET", ""),
             serving_target=env_str("MLGRID_GATEWAY_SERVING_TARGET", ""),
             health_interval_ms=env_int("MLGRID_GATEWAY_HEALTH_INTERVAL_MS", 1000),
+            http_port=env_int("MLGRID_GATEWAY_HTTP_PORT", 5000),
+            max_body_mb=env_int("MLGRID_GATEWAY_MAX_BODY_MB", 64),
+            rest_timeout_seconds=float(env_int("MLGRID_GATEWAY_REST_TIMEOUT_SECONDS", 60)),
         )

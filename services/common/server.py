@@ -7,6 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -66,14 +67,34 @@ async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grp
     return server, health_servicer, bound
 
 
+async def start_http(app: web.Application, host: str, port: int, shutdown_seconds: float = 60.0) -> web.AppRunner:
+    """Serve an aiohttp app on host:port; `runner.cleanup()` stops it, letting requests in flight
+    finish for up to `shutdown_seconds`."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise SystemExit(f"cannot listen on {host}:{port} for HTTP: {error.strerror}; is the port in use?") from None
+    return runner
+
+
 async def run_until_stopped(
-    services: list[Service], host: str, grpc_port: int, metrics_port: int, grace_seconds: float
+    services: list[Service], host: str, grpc_port: int, metrics_port: int, grace_seconds: float,
+    http_port: int = 0, http_app: Callable[[int], web.Application] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain: health goes NOT_SERVING, in-flight calls finish, stores close."""
+    """Serve until SIGTERM/SIGINT, then drain: health goes NOT_SERVING, in-flight calls finish, stores close.
+    `http_app`, given the bound gRPC port once it listens, makes the app served on `http_port` (stopped first)."""
     if metrics_port:
         start_http_server(metrics_port, addr=host)
     server, health_servicer, bound = await start_grpc(services, host, grpc_port)
-    log.info("serving %s on %s:%d (metrics on :%s)", ", ".join(s.name for s in services), host, bound, metrics_port)
+    runner = await start_http(http_app(bound), host, http_port, grace_seconds) if http_app else None
+    log.info(
+        "serving %s on %s:%d (metrics on :%s%s)", ", ".join(s.name for s in services), host, bound, metrics_port,
+        f", HTTP on :{http_port}" if runner else "",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -84,6 +105,8 @@ async def run_until_stopped(
     for service in services:
         if service.stopping:
             service.stopping()
+    if runner is not None:
+        await runner.cleanup()  # its requests in flight may still need the gRPC server
     await server.stop(grace_seconds)
     for service in services:
         if service.close:

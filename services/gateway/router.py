@@ -51,6 +51,10 @@ class Backend:
         self.channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) if target else None
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
+    @property
+    def no_address_message(self) -> str:
+        return f"the gateway has no address for the {self.label} service ({self.service}): set {self.env_var}"
+
     async def close(self) -> None:
         if self.channel is not None:
             await self.channel.close()
@@ -100,12 +104,15 @@ class Backend:
 
         return forward
 
-    async def _abort(self, error: grpc.aio.AioRpcError, context) -> None:
-        """End the call with the backend's status; a backend that never answered is named."""
-        details = error.details()
+    def details(self, error: grpc.aio.AioRpcError) -> str:
+        """The backend's error message; a backend that never answered is named."""
         if error.code() == grpc.StatusCode.UNAVAILABLE and not error.initial_metadata():
-            details = f"the {self.label} service at {self.target} is unavailable: {details}"
-        await context.abort(error.code(), details, tuple(error.trailing_metadata() or ()))
+            return f"the {self.label} service at {self.target} is unavailable: {error.details()}"
+        return error.details()
+
+    async def _abort(self, error: grpc.aio.AioRpcError, context) -> None:
+        """End the call with the backend's status."""
+        await context.abort(error.code(), self.details(error), tuple(error.trailing_metadata() or ()))
 
 
 async def relay_initial_metadata(call, context) -> None:
@@ -147,8 +154,5 @@ class Router(grpc.GenericRpcHandler):
                 f"the gateway routes no service of {method}; it routes {', '.join(sorted(self.backends))}",
             )
         if backend.channel is None:
-            return refusal(
-                grpc.StatusCode.UNAVAILABLE,
-                f"the gateway has no address for the {backend.label} service ({backend.service}): set {backend.env_var}",
-            )
+            return refusal(grpc.StatusCode.UNAVAILABLE, backend.no_address_message)
         return backend.handler(method)

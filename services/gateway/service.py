@@ -73,10 +73,9 @@ def backends(config: GatewayConfig) -> list[Backend]:
     return [Backend(service, label, getattr(config, field), env_var) for service, label, field, env_var in ROUTES]
 
 
-def gateway_services(config: GatewayConfig) -> list[Service]:
+def gateway_services(routed: list[Backend], config: GatewayConfig) -> list[Service]:
     """One Service per routed service name (so that health and reflection list it); the first one
     mounts the router, which serves them all."""
-    routed = backends(config)
     router = Router(routed)
     mounts = [lambda server: server.add_generic_rpc_handlers((router,))] + [lambda server: None] * (len(routed) - 1)
     services = []

@@ -135,15 +135,3 @@ class RestApi:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def start_rest(api: RestApi, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as error:
-        await runner.cleanup()
-        raise SystemExit(f"cannot listen on {host}:{port} for HTTP: {error.strerror}; is the port in use?") from None
-    return runner

@@ -8,11 +8,11 @@ import signal
 
 from services.common.config import ServerConfig, ServingConfig
 from services.common.errors import InvalidArgument
-from services.common.server import Service, start_grpc
+from services.common.server import Service, start_grpc, start_http
 from services.serving.dataplane import DataPlane
 from services.serving.grpc_servicer import SERVICE_NAME, InferenceServicer, add_to_server
 from services.serving.repository import ModelRepository, ModelSpec, registered_model_name
-from services.serving.rest import RestApi, start_rest
+from services.serving.rest import RestApi
 
 log = logging.getLogger("mlgrid.serving")
 DEFAULT_GRPC_PORT = 8081
@@ -62,7 +62,7 @@ class ServingServer:
         await self.repository.start()
         service = Service(SERVICE_NAME, lambda server: add_to_server(InferenceServicer(self.plane), server))
         self._grpc, self._health, bound = await start_grpc([service], host, grpc_port)
-        self._http = await start_rest(self.rest, host, self.config.http_port)
+        self._http = await start_http(self.rest.app, host, self.config.http_port)
         log.info("serving %s: OIP gRPC on %s:%d, REST and /invocations on %s:%d",
                  ", ".join(self.repository.models), host, bound, host, self.config.http_port)
         return bound

@@ -10,7 +10,7 @@ from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.config import GatewayConfig
 from services.common.server import Service, start_grpc
-from services.gateway.service import gateway_services
+from services.gateway.service import backends, gateway_services
 
 ECHO = "/mlgrid.v1.TrackingService/Echo"  # not in the proto: forwarded as a stream both ways
 
@@ -73,7 +73,8 @@ def add_fake(servicer):
 async def gateway():
     backend = FakeTracking()
     backend_server, _, backend_port = await start_grpc([Service("mlgrid.v1.TrackingService", add_fake(backend))], "127.0.0.1", 0)
-    services = gateway_services(GatewayConfig(tracking_target=f"127.0.0.1:{backend_port}", health_interval_ms=100))
+    config = GatewayConfig(tracking_target=f"127.0.0.1:{backend_port}", health_interval_ms=100)
+    services = gateway_services(backends(config), config)
     gateway_server, _, port = await start_grpc(services, "127.0.0.1", 0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     yield {"stub": tracking_pb2_grpc.TrackingServiceStub(channel), "channel": channel, "backend": backend}
@@ -157,7 +158,8 @@ async def test_unconfigured_service_is_unavailable_naming_its_variable(gateway):
 
 
 async def test_backend_down_is_unavailable_naming_it():
-    services = gateway_services(GatewayConfig(tracking_target="127.0.0.1:1"))
+    config = GatewayConfig(tracking_target="127.0.0.1:1")
+    services = gateway_services(backends(config), config)
     server, _, port = await start_grpc(services, "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -57,7 +57,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--grpc-port", default=50051, show_default=True, help="gRPC port.")
-@click.option("--port", default=5000, show_default=True, help="HTTP port (Prometheus /metrics).")
+@click.option("--port", default=5000, show_default=True, help="HTTP port: MLflow's REST API (MLFLOW_TRACKING_URI=http://HOST:PORT) and Prometheus /metrics.")
 @click.option("--backend-store-uri", default="sqlite:///mlgrid.db", show_default=True,
               help="Tracking database: sqlite:///path.db or postgresql://user:pass@host:5432/db.")
 @click.option("--default-artifact-root", default=None,

@@ -59,21 +59,35 @@ _VERSIONS = Grammar(
 )
 
 
+# MLflow keeps prompts as registered models tagged mlflow.prompt.is_prompt=true, and its client adds
+# `tags.mlflow.prompt.is_prompt != 'true'` to every registry search. As MLflow's server does, any filter
+# on that tag but one asking for prompts (= 'true', != 'false') means "not a prompt", tagged or not.
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+def _asks_for_prompts(c: Comparison) -> bool:
+    return (c.op == "=" and c.value.lower() == "true") or (c.op == "!=" and c.value.lower() == "false")
+
+
+def _tag_condition(c: Comparison, tags, *owner):
+    """`owner`: the conditions tying a tag row to the model (or version) being searched."""
+    if c.key == IS_PROMPT_TAG and not _asks_for_prompts(c):
+        return ~exists().where(*owner, tags.c.key == IS_PROMPT_TAG, tags.c.value == "true")
+    return exists().where(*owner, tags.c.key == c.key, COMPARE[c.op](tags.c.value, c.value))
+
+
 def _model_condition(c: Comparison):
     if c.entity == "attribute":
         return COMPARE[c.op](_MODELS.filter_attributes[c.key], c.value)
     t = registered_model_tags
-    return exists().where(t.c.model_id == registered_models.c.model_id, t.c.key == c.key, COMPARE[c.op](t.c.value, c.value))
+    return _tag_condition(c, t, t.c.model_id == registered_models.c.model_id)
 
 
 def _version_condition(c: Comparison):
     if c.entity == "attribute":
         return COMPARE[c.op](_VERSION_FILTER_ATTRIBUTES[c.key], c.value)
     t = model_version_tags
-    return exists().where(
-        t.c.model_id == model_versions.c.model_id, t.c.version == model_versions.c.version, t.c.key == c.key,
-        COMPARE[c.op](t.c.value, c.value),
-    )
+    return _tag_condition(c, t, t.c.model_id == model_versions.c.model_id, t.c.version == model_versions.c.version)
 
 
 def _ordering(keys: list[OrderKey], attributes: dict) -> list:

@@ -1,0 +1,164 @@
+"""The gateway's HTTP side: MLflow's REST API 2.0, transcoded to the same gRPC calls the gateway routes.
+
+One handler serves every route of rest_routes (derived from the protos' annotations): the request's
+JSON body or query parameters -> mlflow_json -> the request message -> the backend's RPC through the
+gateway's channel to it -> the response's JSON. gRPC statuses become MLflow's error codes and HTTP
+statuses, so the stock `mlflow` client raises the MlflowException it raises against MLflow's server.
+Nothing of the HTTP request but its JSON goes to the backend (no headers, no cookies).
+"""
+import importlib
+import importlib.util
+import json
+import logging
+from collections.abc import Callable
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.config import GatewayConfig
+from services.common.errors import MlgridError
+from services.gateway.mlflow_json import Codecs, endpoint, parse_body
+from services.gateway.rest_routes import Route, routes
+from services.gateway.router import Backend
+
+log = logging.getLogger("mlgrid.gateway.rest")
+
+# gRPC status -> (MLflow error_code, HTTP status), as MLflow's server answers them (mlflow/exceptions.py's
+# ERROR_CODE_TO_HTTP_STATUS). FAILED_PRECONDITION (e.g. logging to a deleted run) is INVALID_STATE with 400,
+# not MLflow's 500 for INVALID_STATE: the client retries 5xx answers, and this one cannot change by retrying.
+MLFLOW_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT: ("INVALID_PARAMETER_VALUE", 400),
+    grpc.StatusCode.OUT_OF_RANGE: ("INVALID_PARAMETER_VALUE", 400),
+    grpc.StatusCode.NOT_FOUND: ("RESOURCE_DOES_NOT_EXIST", 404),
+    grpc.StatusCode.ALREADY_EXISTS: ("RESOURCE_ALREADY_EXISTS", 400),
+    grpc.StatusCode.FAILED_PRECONDITION: ("INVALID_STATE", 400),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ("RESOURCE_EXHAUSTED", 429),
+    grpc.StatusCode.UNAVAILABLE: ("TEMPORARILY_UNAVAILABLE", 503),
+    grpc.StatusCode.DEADLINE_EXCEEDED: ("DEADLINE_EXCEEDED", 504),
+    grpc.StatusCode.UNIMPLEMENTED: ("NOT_IMPLEMENTED", 501),
+    grpc.StatusCode.PERMISSION_DENIED: ("PERMISSION_DENIED", 403),
+    grpc.StatusCode.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
+    grpc.StatusCode.ABORTED: ("ABORTED", 409),
+    grpc.StatusCode.CANCELLED: ("CANCELLED", 499),
+    grpc.StatusCode.DATA_LOSS: ("DATA_LOSS", 500),
+}
+INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
+JSON = "application/json"
+
+# The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, given the aiohttp app and this
+# RestGateway (its backends, `call_error`, `json_response`, `mlflow_error`); a module this build lacks is skipped.
+EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui")
+
+
+def json_response(body: dict, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type=JSON)
+
+
+def mlflow_error(error_code: str, message: str, status: int) -> web.Response:
+    return json_response({"error_code": error_code, "message": message}, status)
+
+
+def status_error(code: grpc.StatusCode, message: str) -> web.Response:
+    """The MLflow error answer for a gRPC status."""
+    error_code, status = MLFLOW_ERRORS.get(code, INTERNAL_ERROR)
+    return mlflow_error(error_code, message, status)
+
+
+# HTTP errors aiohttp raises itself (no route, wrong method, body too large), as MLflow error answers.
+HTTP_ERRORS = {404: "ENDPOINT_NOT_FOUND", 405: "ENDPOINT_NOT_FOUND", 413: "REQUEST_LIMIT_EXCEEDED"}
+
+
+def http_error_middleware(max_body_mb: int):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        try:
+            return await handler(request)
+        except web.HTTPException as error:
+            if error.status not in HTTP_ERRORS:
+                raise
+            message = {
+                404: f"No API endpoint {request.method} {request.path}",
+                405: f"{request.path} does not take {request.method}; it takes {error.headers.get('Allow', '')}",
+                413: f"The request body is larger than the gateway's limit of {max_body_mb} MB (MLGRID_GATEWAY_MAX_BODY_MB)",
+            }[error.status]
+            return mlflow_error(HTTP_ERRORS[error.status], message, error.status)
+        except Exception:  # noqa: BLE001 - a bug: logged, and still an MLflow error answer
+            log.exception("%s %s failed", request.method, request.path)
+            return mlflow_error(INTERNAL_ERROR[0], "internal error in the gateway; see its log", INTERNAL_ERROR[1])
+
+    return middleware
+
+
+class RestGateway:
+    """The aiohttp app of MLflow's REST API over the routed backends (the channels the gRPC router uses)."""
+
+    def __init__(self, backends: list[Backend], config: GatewayConfig):
+        self.backends = {backend.service: backend for backend in backends}
+        self.timeout = config.rest_timeout_seconds
+        self.app = web.Application(
+            client_max_size=config.max_body_mb * 1024 * 1024, middlewares=[http_error_middleware(config.max_body_mb)]
+        )
+        codecs = Codecs()
+        for route in routes(list(self.backends)):
+            self.app.router.add_route(route.verb, route.path, self._handler(route, codecs))
+        self.app.router.add_get("/health", self.health)
+        self.app.router.add_get("/metrics", self.metrics)
+        for name in EXTENSIONS:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name).add_routes(self.app, self)
+        self.app.on_cleanup.append(self._close)
+
+    def call_error(self, backend: Backend, error: grpc.aio.AioRpcError) -> web.Response:
+        """The MLflow error answer for a failed call to a backend."""
+        return status_error(error.code(), backend.details(error))
+
+    def _handler(self, route: Route, codecs: Codecs) -> Callable:
+        backend = self.backends[route.service]
+        shape = endpoint(route.annotated_path, route.method, codecs)
+        path_params = "{" in route.path
+        if backend.channel is None:
+            async def unrouted(request: web.Request) -> web.Response:
+                return status_error(grpc.StatusCode.UNAVAILABLE, backend.no_address_message)
+
+            return unrouted
+        open_call = getattr(backend.channel, "unary_stream" if shape.streaming else "unary_unary")(
+            route.rpc, request_serializer=shape.request_cls.SerializeToString, response_deserializer=shape.response_cls.FromString
+        )
+        timeout = self.timeout
+
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                # As MLflow's server: a GET's query parameters, else the JSON body.
+                if (request.method == "GET" and request.query_string) or not request.can_read_body:
+                    obj = shape.query_to_json(request.query)
+                else:
+                    obj = parse_body(await request.read())
+                if path_params:
+                    obj.update(request.match_info)
+                message, state = shape.decode(obj)
+                call = open_call(message, timeout=timeout)
+                if shape.streaming:
+                    try:
+                        body = await shape.collect(call, state)
+                    finally:
+                        call.cancel()
+                else:
+                    body = shape.encode(await call, state)
+            except MlgridError as error:
+                return status_error(error.code, error.message)
+            except grpc.aio.AioRpcError as error:
+                return self.call_error(backend, error)
+            return json_response(body)
+
+        return handle
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _close(self, app: web.Application) -> None:
+        for backend in self.backends.values():
+            await backend.close()
