@@ -59,9 +59,9 @@ def _respond(request: web.Request, asset: Asset) -> web.Response:
     return web.Response(body=body, headers=headers)
 
 
-def add_routes(app: web.Application, root: Path = UI_DIR) -> None:
-    """Serve the UI: GET / (index.html) and GET /static/<path>."""
-    assets = load_assets(root)
+def add_routes(app: web.Application, rest=None) -> None:
+    """Serve the UI: GET / (index.html) and GET /static/<path> (rest: the RestGateway, unused)."""
+    assets = load_assets()
 
     async def index(request: web.Request) -> web.Response:
         return _respond(request, assets["index.html"])

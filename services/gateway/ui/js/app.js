@@ -11,6 +11,8 @@ const ROUTES = [
   [/^\/?$/, () => experimentsView()],
   [/^\/experiments\/([^/]+)$/, (params, id) => experimentView(id, params)],
   [/^\/runs\/([^/]+)$/, (params, id) => runView(id, params)],
+  // MLflow's links (the mlflow client prints them): #/experiments/<id>/runs/<run id>
+  [/^\/experiments\/[^/]+\/runs\/([^/]+)$/, (params, id) => runView(id, params)],
   [/^\/compare$/, (params) => compareView(params)],
   [/^\/models$/, () => modelsView()],
   [/^\/models\/([^/]+)$/, (params, name) => modelView(name)],

@@ -1,7 +1,7 @@
 // Metric charts: uPlot line charts of downsampled histories, many runs overlaid, in a grid of cards
 // that only draw (and fetch) while in view, so a run with thousands of metric keys opens at once.
 import { getHistoryBulkInterval } from "./api.js";
-import { clear, formatTime, formatValue, h } from "./dom.js";
+import { clear, formatTime, formatValue, h, metricValue } from "./dom.js";
 
 // Counters the browser tests (and curious users) read: window.mlgridCharts.
 export const stats = (window.mlgridCharts = { live: 0, created: 0, requests: 0, pointsFetched: 0 });
@@ -76,19 +76,10 @@ export async function fetchHistories(runIds, key, maxResults, range, signal) {
       const series = byRun[m.run_id];
       series.steps.push(Number(m.step || 0));
       series.times.push(Number(m.timestamp || 0));
-      series.values.push(toNumber(m.value));
+      series.values.push(metricValue(m));
     }
   }
   return byRun;
-}
-
-// MLflow's JSON writes NaN and infinities as strings.
-function toNumber(value) {
-  if (typeof value === "number") return value;
-  if (value === "NaN") return NaN;
-  if (value === "Infinity") return Infinity;
-  if (value === "-Infinity") return -Infinity;
-  return Number(value);
 }
 
 // TensorBoard's smoothing: an exponential moving average, debiased so the start is not pulled to 0.

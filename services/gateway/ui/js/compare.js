@@ -2,7 +2,7 @@
 // highlighted), and every metric overlaid on one chart per key.
 import { getRun } from "./api.js";
 import { chartGrid } from "./charts.js";
-import { clear, color, errorBox, formatValue, h, metricMap, runName, toMap } from "./dom.js";
+import { clear, color, errorBox, formatValue, h, metricMap, metricValue, runName, toMap } from "./dom.js";
 
 function sideBySide(title, runs, valuesOf, onlyDiffs) {
   const maps = runs.map(valuesOf);
@@ -31,7 +31,7 @@ export function compareView(params) {
       const tables = h("div");
       const renderTables = () => clear(tables,
         sideBySide("Parameters", runs, (run) => toMap(run.data?.params), onlyDiffs),
-        sideBySide("Metrics (latest)", runs, (run) => Object.fromEntries(Object.entries(metricMap(run)).map(([k, m]) => [k, Number(m.value)])), onlyDiffs),
+        sideBySide("Metrics (latest)", runs, (run) => Object.fromEntries(Object.entries(metricMap(run)).map(([k, m]) => [k, metricValue(m)])), onlyDiffs),
         sideBySide("Tags", runs, (run) => Object.fromEntries(Object.entries(toMap(run.data?.tags)).filter(([k]) => !k.startsWith("mlflow."))), onlyDiffs));
       renderTables();
       const keys = [...new Set(runs.flatMap((run) => (run.data?.metrics || []).map((m) => m.key)))].sort();

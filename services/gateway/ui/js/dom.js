@@ -70,6 +70,13 @@ export function formatBytes(n) {
 // MLflow lists key/value pairs ([{key, value}]); the views want maps.
 export const toMap = (pairs) => Object.fromEntries((pairs || []).map((p) => [p.key, p.value]));
 
+// A metric's value: MLflow's JSON writes NaN and infinities as strings, and may leave out a 0.
+export function metricValue(metric) {
+  const value = metric.value ?? 0;
+  if (typeof value === "number") return value;
+  return { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity }[value] ?? Number(value);
+}
+
 export function metricMap(run) {
   return Object.fromEntries((run.data?.metrics || []).map((m) => [m.key, m]));
 }

@@ -3,7 +3,7 @@
 import { getRun, setRunTag } from "./api.js";
 import { artifactBrowser } from "./artifacts.js";
 import { chartGrid } from "./charts.js";
-import { clear, color, errorBox, filteredKeyValueTable, formatDuration, formatTime, formatValue, h, runName, toMap } from "./dom.js";
+import { clear, color, errorBox, filteredKeyValueTable, formatDuration, formatTime, formatValue, h, metricValue, runName, toMap } from "./dom.js";
 
 const NOTE_TAG = "mlflow.note.content";
 const TABS = [["overview", "Overview"], ["charts", "Charts"], ["artifacts", "Artifacts"]];
@@ -62,7 +62,7 @@ function overview(run) {
     notes(run),
     filteredKeyValueTable("Parameters", (run.data?.params || []).map((p) => [p.key, p.value]).sort((a, b) => a[0].localeCompare(b[0]))),
     filteredKeyValueTable("Metrics", metrics, (m, key) => [
-      h("a", { href: `#/runs/${info.run_id}?tab=charts&metric=${encodeURIComponent(key)}` }, formatValue(Number(m.value))),
+      h("a", { href: `#/runs/${info.run_id}?tab=charts&metric=${encodeURIComponent(key)}` }, formatValue(metricValue(m))),
       h("span.muted", {}, ` step ${m.step ?? 0}`),
     ]),
     filteredKeyValueTable("Tags", Object.entries(tags).filter(([k]) => k !== NOTE_TAG).sort((a, b) => a[0].localeCompare(b[0]))),

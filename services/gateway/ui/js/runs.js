@@ -2,7 +2,7 @@
 // fetched as it scrolls, only the visible rows rendered), run selection, and charts of the selection.
 import { getExperiment, searchRuns } from "./api.js";
 import { chartGrid } from "./charts.js";
-import { clear, color, errorBox, formatDuration, formatTime, formatValue, h, metricMap, runName, toMap } from "./dom.js";
+import { clear, color, errorBox, formatDuration, formatTime, formatValue, h, metricMap, metricValue, runName, toMap } from "./dom.js";
 
 const ROW_HEIGHT = 30; // px, fixed so that the visible rows can be computed
 const OVERSCAN = 10;
@@ -33,7 +33,10 @@ function cell(run, column) {
     case "user":
       return run.info.user_id;
   }
-  if (column.type === "metric") return formatValue(metricMap(run)[column.key]?.value);
+  if (column.type === "metric") {
+    const metric = metricMap(run)[column.key];
+    return metric ? formatValue(metricValue(metric)) : "";
+  }
   return (column.type === "param" ? toMap(run.data?.params) : toMap(run.data?.tags))[column.key] ?? "";
 }
 
