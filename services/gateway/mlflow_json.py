@@ -27,6 +27,8 @@ URI_FIELDS = frozenset({
     "mlgrid.v1.CreateExperimentRequest.artifact_location",
     "mlgrid.v1.RunInfo.artifact_uri",
     "mlgrid.v1.ModelVersion.source",
+    "mlgrid.v1.ModelVersion.storage_location",
+    "mlgrid.v1.LoggedModelInfo.artifact_uri",
     "mlgrid.v1.CreateModelVersionRequest.source",
 })
 # Request keys MLflow accepts for a field of another name (the first wins when both are given).
@@ -403,10 +405,11 @@ class MetricHistory(Endpoint):
 
 
 class ModelVersionDownloadUri(Endpoint):
-    """model-versions/get-download-uri: MLflow answers {artifact_uri}, the version's source (GetModelVersion)."""
+    """model-versions/get-download-uri: MLflow answers {artifact_uri}, where the version's files are
+    (GetModelVersion): its logged model's artifact location, else its source."""
 
     def encode(self, response, state) -> dict:
-        return {"artifact_uri": to_mlflow_uri(response.model_version.source)}
+        return {"artifact_uri": to_mlflow_uri(response.model_version.storage_location or response.model_version.source)}
 
 
 # The routes, by annotated path, whose JSON differs from their RPC's messages.

@@ -65,7 +65,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     @grpc_errors
     async def CreateModelVersion(self, request, context):
         return _version(await self.store.create_model_version(
-            request.name, request.source, request.run_id, dict(request.tags), request.run_link, request.description
+            request.name, request.source, request.run_id, dict(request.tags), request.run_link, request.description,
+            request.model_id,
         ))
 
     @grpc_errors

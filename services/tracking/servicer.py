@@ -146,7 +146,13 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     @grpc_errors
     async def LogMetric(self, request, context):
         timestamp = request.timestamp if request.HasField("timestamp") else now_ms()
-        await self.store.log_metric(request.run_id, request.key, request.value, timestamp, request.step)
+        model = None
+        if request.model_id:
+            model = pb.Metric(
+                key=request.key, value=request.value, timestamp=timestamp, step=request.step, model_id=request.model_id,
+                dataset_name=request.dataset_name, dataset_digest=request.dataset_digest,
+            )
+        await self.store.log_metric(request.run_id, request.key, request.value, timestamp, request.step, model)
         METRIC_POINTS.inc()
         return EMPTY
 
@@ -174,7 +180,15 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     @grpc_errors
     async def LogInputs(self, request, context):
-        await self.store.log_inputs(request.run_id, request.datasets)
+        if request.datasets or not request.models:
+            await self.store.log_inputs(request.run_id, request.datasets)
+        if request.models:
+            await self.store.logged_models.link_run(request.run_id, (), request.models)
+        return EMPTY
+
+    @grpc_errors
+    async def LogOutputs(self, request, context):
+        await self.store.logged_models.link_run(request.run_id, request.models, ())
         return EMPTY
 
     @grpc_errors
@@ -229,3 +243,46 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             else:
                 summary.duplicate_batches += 1
         return summary
+
+    # logged models
+    @grpc_errors
+    async def CreateLoggedModel(self, request, context):
+        model = await self.store.logged_models.create(
+            request.experiment_id, request.name, request.model_type, request.source_run_id, request.params, request.tags
+        )
+        return pb.LoggedModelResponse(model=model)
+
+    @grpc_errors
+    async def GetLoggedModel(self, request, context):
+        return pb.LoggedModelResponse(model=await self.store.logged_models.get(request.model_id, request.allow_deleted))
+
+    @grpc_errors
+    async def FinalizeLoggedModel(self, request, context):
+        return pb.LoggedModelResponse(model=await self.store.logged_models.finalize(request.model_id, request.status))
+
+    @grpc_errors
+    async def DeleteLoggedModel(self, request, context):
+        await self.store.logged_models.delete(request.model_id)
+        return EMPTY
+
+    @grpc_errors
+    async def SearchLoggedModels(self, request, context):
+        found, token = await self.store.logged_models.search(
+            request.experiment_ids, request.filter, request.datasets, request.max_results, request.order_by, request.page_token
+        )
+        return pb.SearchLoggedModelsResponse(models=found, next_page_token=token)
+
+    @grpc_errors
+    async def SetLoggedModelTags(self, request, context):
+        await self.store.logged_models.set_tags(request.model_id, request.tags)
+        return EMPTY
+
+    @grpc_errors
+    async def DeleteLoggedModelTag(self, request, context):
+        await self.store.logged_models.delete_tag(request.model_id, request.tag_key)
+        return EMPTY
+
+    @grpc_errors
+    async def LogLoggedModelParams(self, request, context):
+        await self.store.logged_models.log_params(request.model_id, request.params)
+        return EMPTY

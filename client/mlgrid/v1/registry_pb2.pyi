@@ -29,7 +29,7 @@ class RegisteredModelAlias(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "creation_timestamp", "last_updated_timestamp", "current_stage", "description", "source", "run_id", "status", "status_message", "tags", "run_link", "aliases")
+    __slots__ = ("name", "version", "creation_timestamp", "last_updated_timestamp", "current_stage", "description", "source", "run_id", "status", "status_message", "tags", "run_link", "aliases", "model_id", "storage_location")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,8 @@ class ModelVersion(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     RUN_LINK_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_LOCATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     creation_timestamp: int
@@ -63,7 +65,9 @@ class ModelVersion(_message.Message):
     tags: _containers.ScalarMap[str, str]
     run_link: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., creation_timestamp: _Optional[int] = ..., last_updated_timestamp: _Optional[int] = ..., current_stage: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., status_message: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., run_link: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    model_id: str
+    storage_location: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., creation_timestamp: _Optional[int] = ..., last_updated_timestamp: _Optional[int] = ..., current_stage: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., status: _Optional[_Union[ModelVersionStatus, str]] = ..., status_message: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., run_link: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., model_id: _Optional[str] = ..., storage_location: _Optional[str] = ...) -> None: ...
 
 class ModelFollower(_message.Message):
     __slots__ = ("follower", "expires_at")
@@ -233,7 +237,7 @@ class SearchRegisteredModelsResponse(_message.Message):
     def __init__(self, registered_models: _Optional[_Iterable[_Union[RegisteredModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateModelVersionRequest(_message.Message):
-    __slots__ = ("name", "source", "run_id", "tags", "run_link", "description")
+    __slots__ = ("name", "source", "run_id", "tags", "run_link", "description", "model_id")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -247,13 +251,15 @@ class CreateModelVersionRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     RUN_LINK_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     run_id: str
     tags: _containers.ScalarMap[str, str]
     run_link: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., run_link: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    model_id: str
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., run_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., run_link: _Optional[str] = ..., description: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class GetModelVersionRequest(_message.Message):
     __slots__ = ("name", "version")

@@ -23,6 +23,13 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISHED: _ClassVar[RunStatus]
     FAILED: _ClassVar[RunStatus]
     KILLED: _ClassVar[RunStatus]
+
+class LoggedModelStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOGGED_MODEL_STATUS_UNSPECIFIED: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_PENDING: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_READY: _ClassVar[LoggedModelStatus]
+    LOGGED_MODEL_UPLOAD_FAILED: _ClassVar[LoggedModelStatus]
 VIEW_TYPE_UNSPECIFIED: ViewType
 ACTIVE_ONLY: ViewType
 DELETED_ONLY: ViewType
@@ -33,6 +40,10 @@ SCHEDULED: RunStatus
 FINISHED: RunStatus
 FAILED: RunStatus
 KILLED: RunStatus
+LOGGED_MODEL_STATUS_UNSPECIFIED: LoggedModelStatus
+LOGGED_MODEL_PENDING: LoggedModelStatus
+LOGGED_MODEL_READY: LoggedModelStatus
+LOGGED_MODEL_UPLOAD_FAILED: LoggedModelStatus
 
 class Experiment(_message.Message):
     __slots__ = ("experiment_id", "name", "artifact_location", "lifecycle_stage", "last_update_time", "creation_time", "tags")
@@ -60,16 +71,24 @@ class Experiment(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., artifact_location: _Optional[str] = ..., lifecycle_stage: _Optional[str] = ..., last_update_time: _Optional[int] = ..., creation_time: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Metric(_message.Message):
-    __slots__ = ("key", "value", "timestamp", "step")
+    __slots__ = ("key", "value", "timestamp", "step", "dataset_name", "dataset_digest", "model_id", "run_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: float
     timestamp: int
     step: int
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
+    dataset_name: str
+    dataset_digest: str
+    model_id: str
+    run_id: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[int] = ..., step: _Optional[int] = ..., dataset_name: _Optional[str] = ..., dataset_digest: _Optional[str] = ..., model_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class Param(_message.Message):
     __slots__ = ("key", "value")
@@ -165,21 +184,45 @@ class DatasetInput(_message.Message):
     dataset: Dataset
     def __init__(self, tags: _Optional[_Iterable[_Union[InputTag, _Mapping]]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
+class ModelInput(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class ModelOutput(_message.Message):
+    __slots__ = ("model_id", "step")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    step: int
+    def __init__(self, model_id: _Optional[str] = ..., step: _Optional[int] = ...) -> None: ...
+
 class RunInputs(_message.Message):
-    __slots__ = ("dataset_inputs",)
+    __slots__ = ("dataset_inputs", "model_inputs")
     DATASET_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_INPUTS_FIELD_NUMBER: _ClassVar[int]
     dataset_inputs: _containers.RepeatedCompositeFieldContainer[DatasetInput]
-    def __init__(self, dataset_inputs: _Optional[_Iterable[_Union[DatasetInput, _Mapping]]] = ...) -> None: ...
+    model_inputs: _containers.RepeatedCompositeFieldContainer[ModelInput]
+    def __init__(self, dataset_inputs: _Optional[_Iterable[_Union[DatasetInput, _Mapping]]] = ..., model_inputs: _Optional[_Iterable[_Union[ModelInput, _Mapping]]] = ...) -> None: ...
+
+class RunOutputs(_message.Message):
+    __slots__ = ("model_outputs",)
+    MODEL_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    model_outputs: _containers.RepeatedCompositeFieldContainer[ModelOutput]
+    def __init__(self, model_outputs: _Optional[_Iterable[_Union[ModelOutput, _Mapping]]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("info", "data", "inputs")
+    __slots__ = ("info", "data", "inputs", "outputs")
     INFO_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     info: RunInfo
     data: RunData
     inputs: RunInputs
-    def __init__(self, info: _Optional[_Union[RunInfo, _Mapping]] = ..., data: _Optional[_Union[RunData, _Mapping]] = ..., inputs: _Optional[_Union[RunInputs, _Mapping]] = ...) -> None: ...
+    outputs: RunOutputs
+    def __init__(self, info: _Optional[_Union[RunInfo, _Mapping]] = ..., data: _Optional[_Union[RunData, _Mapping]] = ..., inputs: _Optional[_Union[RunInputs, _Mapping]] = ..., outputs: _Optional[_Union[RunOutputs, _Mapping]] = ...) -> None: ...
 
 class MetricSeries(_message.Message):
     __slots__ = ("run_id", "key", "steps", "timestamps", "values")
@@ -387,18 +430,24 @@ class LogParamRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class LogMetricRequest(_message.Message):
-    __slots__ = ("run_id", "key", "value", "timestamp", "step")
+    __slots__ = ("run_id", "key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     key: str
     value: float
     timestamp: int
     step: int
-    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[int] = ..., step: _Optional[int] = ...) -> None: ...
+    model_id: str
+    dataset_name: str
+    dataset_digest: str
+    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[int] = ..., step: _Optional[int] = ..., model_id: _Optional[str] = ..., dataset_name: _Optional[str] = ..., dataset_digest: _Optional[str] = ...) -> None: ...
 
 class SetTagRequest(_message.Message):
     __slots__ = ("run_id", "key", "value")
@@ -433,12 +482,22 @@ class LogBatchRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ..., params: _Optional[_Iterable[_Union[Param, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[RunTag, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class LogInputsRequest(_message.Message):
-    __slots__ = ("run_id", "datasets")
+    __slots__ = ("run_id", "datasets", "models")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetInput]
-    def __init__(self, run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetInput, _Mapping]]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelInput]
+    def __init__(self, run_id: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetInput, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInput, _Mapping]]] = ...) -> None: ...
+
+class LogOutputsRequest(_message.Message):
+    __slots__ = ("run_id", "models")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    models: _containers.RepeatedCompositeFieldContainer[ModelOutput]
+    def __init__(self, run_id: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelOutput, _Mapping]]] = ...) -> None: ...
 
 class GetMetricHistoryRequest(_message.Message):
     __slots__ = ("run_id", "metric_key", "page_size")
@@ -525,3 +584,171 @@ class IngestSummary(_message.Message):
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class LoggedModelTag(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class LoggedModelParameter(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class LoggedModelInfo(_message.Message):
+    __slots__ = ("model_id", "experiment_id", "name", "creation_timestamp_ms", "last_updated_timestamp_ms", "artifact_uri", "status", "model_type", "source_run_id", "status_message", "tags")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATION_TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_UPDATED_TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    experiment_id: str
+    name: str
+    creation_timestamp_ms: int
+    last_updated_timestamp_ms: int
+    artifact_uri: str
+    status: LoggedModelStatus
+    model_type: str
+    source_run_id: str
+    status_message: str
+    tags: _containers.RepeatedCompositeFieldContainer[LoggedModelTag]
+    def __init__(self, model_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., creation_timestamp_ms: _Optional[int] = ..., last_updated_timestamp_ms: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., status: _Optional[_Union[LoggedModelStatus, str]] = ..., model_type: _Optional[str] = ..., source_run_id: _Optional[str] = ..., status_message: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[LoggedModelTag, _Mapping]]] = ...) -> None: ...
+
+class LoggedModelData(_message.Message):
+    __slots__ = ("params", "metrics")
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    params: _containers.RepeatedCompositeFieldContainer[LoggedModelParameter]
+    metrics: _containers.RepeatedCompositeFieldContainer[Metric]
+    def __init__(self, params: _Optional[_Iterable[_Union[LoggedModelParameter, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ...) -> None: ...
+
+class LoggedModel(_message.Message):
+    __slots__ = ("info", "data")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    info: LoggedModelInfo
+    data: LoggedModelData
+    def __init__(self, info: _Optional[_Union[LoggedModelInfo, _Mapping]] = ..., data: _Optional[_Union[LoggedModelData, _Mapping]] = ...) -> None: ...
+
+class LoggedModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: LoggedModel
+    def __init__(self, model: _Optional[_Union[LoggedModel, _Mapping]] = ...) -> None: ...
+
+class CreateLoggedModelRequest(_message.Message):
+    __slots__ = ("experiment_id", "name", "model_type", "source_run_id", "params", "tags")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    name: str
+    model_type: str
+    source_run_id: str
+    params: _containers.RepeatedCompositeFieldContainer[LoggedModelParameter]
+    tags: _containers.RepeatedCompositeFieldContainer[LoggedModelTag]
+    def __init__(self, experiment_id: _Optional[str] = ..., name: _Optional[str] = ..., model_type: _Optional[str] = ..., source_run_id: _Optional[str] = ..., params: _Optional[_Iterable[_Union[LoggedModelParameter, _Mapping]]] = ..., tags: _Optional[_Iterable[_Union[LoggedModelTag, _Mapping]]] = ...) -> None: ...
+
+class GetLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id", "allow_deleted")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DELETED_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    allow_deleted: bool
+    def __init__(self, model_id: _Optional[str] = ..., allow_deleted: _Optional[bool] = ...) -> None: ...
+
+class FinalizeLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id", "status")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    status: LoggedModelStatus
+    def __init__(self, model_id: _Optional[str] = ..., status: _Optional[_Union[LoggedModelStatus, str]] = ...) -> None: ...
+
+class DeleteLoggedModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class SearchLoggedModelsRequest(_message.Message):
+    __slots__ = ("experiment_ids", "filter", "max_results", "order_by", "page_token", "datasets")
+    class Dataset(_message.Message):
+        __slots__ = ("dataset_name", "dataset_digest")
+        DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
+        DATASET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+        dataset_name: str
+        dataset_digest: str
+        def __init__(self, dataset_name: _Optional[str] = ..., dataset_digest: _Optional[str] = ...) -> None: ...
+    class OrderBy(_message.Message):
+        __slots__ = ("field_name", "ascending", "dataset_name", "dataset_digest")
+        FIELD_NAME_FIELD_NUMBER: _ClassVar[int]
+        ASCENDING_FIELD_NUMBER: _ClassVar[int]
+        DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
+        DATASET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+        field_name: str
+        ascending: bool
+        dataset_name: str
+        dataset_digest: str
+        def __init__(self, field_name: _Optional[str] = ..., ascending: _Optional[bool] = ..., dataset_name: _Optional[str] = ..., dataset_digest: _Optional[str] = ...) -> None: ...
+    EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    experiment_ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: str
+    max_results: int
+    order_by: _containers.RepeatedCompositeFieldContainer[SearchLoggedModelsRequest.OrderBy]
+    page_token: str
+    datasets: _containers.RepeatedCompositeFieldContainer[SearchLoggedModelsRequest.Dataset]
+    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., max_results: _Optional[int] = ..., order_by: _Optional[_Iterable[_Union[SearchLoggedModelsRequest.OrderBy, _Mapping]]] = ..., page_token: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[SearchLoggedModelsRequest.Dataset, _Mapping]]] = ...) -> None: ...
+
+class SearchLoggedModelsResponse(_message.Message):
+    __slots__ = ("models", "next_page_token")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[LoggedModel]
+    next_page_token: str
+    def __init__(self, models: _Optional[_Iterable[_Union[LoggedModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetLoggedModelTagsRequest(_message.Message):
+    __slots__ = ("model_id", "tags")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    tags: _containers.RepeatedCompositeFieldContainer[LoggedModelTag]
+    def __init__(self, model_id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[LoggedModelTag, _Mapping]]] = ...) -> None: ...
+
+class DeleteLoggedModelTagRequest(_message.Message):
+    __slots__ = ("model_id", "tag_key")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    tag_key: str
+    def __init__(self, model_id: _Optional[str] = ..., tag_key: _Optional[str] = ...) -> None: ...
+
+class LogLoggedModelParamsRequest(_message.Message):
+    __slots__ = ("model_id", "params")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    params: _containers.RepeatedCompositeFieldContainer[LoggedModelParameter]
+    def __init__(self, model_id: _Optional[str] = ..., params: _Optional[_Iterable[_Union[LoggedModelParameter, _Mapping]]] = ...) -> None: ...

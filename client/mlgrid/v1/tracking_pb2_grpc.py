@@ -166,6 +166,51 @@ class TrackingServiceStub:
                 request_serializer=mlgrid_dot_v1_dot_tracking__pb2.IngestBatch.SerializeToString,
                 response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.IngestSummary.FromString,
                 _registered_method=True)
+        self.LogOutputs = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/LogOutputs',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.LogOutputsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateLoggedModel = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/CreateLoggedModel',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.CreateLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+                _registered_method=True)
+        self.GetLoggedModel = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/GetLoggedModel',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.GetLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+                _registered_method=True)
+        self.FinalizeLoggedModel = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/FinalizeLoggedModel',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.FinalizeLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModel = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/DeleteLoggedModel',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SearchLoggedModels = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/SearchLoggedModels',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsResponse.FromString,
+                _registered_method=True)
+        self.SetLoggedModelTags = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/SetLoggedModelTags',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.SetLoggedModelTagsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeleteLoggedModelTag = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/DeleteLoggedModelTag',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+                _registered_method=True)
+        self.LogLoggedModelParams = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/LogLoggedModelParams',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.LogLoggedModelParamsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -336,6 +381,61 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogOutputs(self, request, context):
+        """Logged models (MLflow 3) and the runs that produce them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLoggedModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoggedModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinalizeLoggedModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchLoggedModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLoggedModelTags(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoggedModelTag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogLoggedModelParams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -468,6 +568,51 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.IngestMetrics,
                     request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.IngestBatch.FromString,
                     response_serializer=mlgrid_dot_v1_dot_tracking__pb2.IngestSummary.SerializeToString,
+            ),
+            'LogOutputs': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogOutputs,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.LogOutputsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.SerializeToString,
+            ),
+            'CreateLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLoggedModel,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.CreateLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.SerializeToString,
+            ),
+            'GetLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoggedModel,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.GetLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.SerializeToString,
+            ),
+            'FinalizeLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizeLoggedModel,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.FinalizeLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.SerializeToString,
+            ),
+            'DeleteLoggedModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModel,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.SerializeToString,
+            ),
+            'SearchLoggedModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchLoggedModels,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsResponse.SerializeToString,
+            ),
+            'SetLoggedModelTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLoggedModelTags,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.SetLoggedModelTagsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.SerializeToString,
+            ),
+            'DeleteLoggedModelTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoggedModelTag,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelTagRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.SerializeToString,
+            ),
+            'LogLoggedModelParams': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogLoggedModelParams,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.LogLoggedModelParamsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1174,6 +1319,249 @@ class TrackingService:
             '/mlgrid.v1.TrackingService/IngestMetrics',
             mlgrid_dot_v1_dot_tracking__pb2.IngestBatch.SerializeToString,
             mlgrid_dot_v1_dot_tracking__pb2.IngestSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogOutputs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/LogOutputs',
+            mlgrid_dot_v1_dot_tracking__pb2.LogOutputsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/CreateLoggedModel',
+            mlgrid_dot_v1_dot_tracking__pb2.CreateLoggedModelRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/GetLoggedModel',
+            mlgrid_dot_v1_dot_tracking__pb2.GetLoggedModelRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinalizeLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/FinalizeLoggedModel',
+            mlgrid_dot_v1_dot_tracking__pb2.FinalizeLoggedModelRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.LoggedModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/DeleteLoggedModel',
+            mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchLoggedModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/SearchLoggedModels',
+            mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.SearchLoggedModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLoggedModelTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/SetLoggedModelTags',
+            mlgrid_dot_v1_dot_tracking__pb2.SetLoggedModelTagsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoggedModelTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/DeleteLoggedModelTag',
+            mlgrid_dot_v1_dot_tracking__pb2.DeleteLoggedModelTagRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogLoggedModelParams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/LogLoggedModelParams',
+            mlgrid_dot_v1_dot_tracking__pb2.LogLoggedModelParamsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

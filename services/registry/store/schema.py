@@ -54,6 +54,8 @@ model_versions = Table(
     Column("run_link", Text, nullable=False),
     Column("status", String(20), nullable=False),
     Column("status_message", Text, nullable=False),
+    # The logged model (MLflow 3) of a models:/<model id> source; kept when the logged model is deleted.
+    Column("logged_model_id", String(34), nullable=True),
     PrimaryKeyConstraint("model_id", "version"),
     ForeignKeyConstraint(["model_id"], ["registered_models.model_id"], ondelete="CASCADE"),
     Index("ix_model_versions_run_id", "run_id"),

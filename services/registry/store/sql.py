@@ -30,7 +30,7 @@ from services.registry.store.schema import (
 )
 from services.registry.store.search import model_search_select, version_search_select
 from services.tracking.store import validation as tracking_validation
-from services.tracking.store.schema import runs
+from services.tracking.store.schema import logged_models, runs
 from services.tracking.store.sql import decode_page_token, encode_page_token, now_ms
 
 Event = pb.RegistryEvent
@@ -239,9 +239,13 @@ class SqlRegistryStore:
     # ------------------------------------------------------------ model versions
 
     async def create_model_version(
-        self, name: str, source: str, run_id: str, tags: dict[str, str], run_link: str, description: str
+        self, name: str, source: str, run_id: str, tags: dict[str, str], run_link: str, description: str,
+        logged_model_id: str = "",
     ) -> pb.ModelVersion:
+        """A new version of `name`. A logged model (MLflow 3) is registered by its source models:/<model id>
+        and/or `logged_model_id`; its run is then the model's source run, unless run_id says otherwise."""
         validation.source(source)
+        logged_model_id = validation.logged_model_of(source, logged_model_id)
         from_source = validation.run_id_of(source)
         if run_id:
             tracking_validation.run_id(run_id)
@@ -260,12 +264,19 @@ class SqlRegistryStore:
             if row is None:
                 raise NotFound(f"registered model {name!r} not found; create it before registering versions")
             model_id, version = row
+            if logged_model_id:
+                logged = (await tx.conn.execute(
+                    select(logged_models.c.source_run_id).where(logged_models.c.model_id == logged_model_id)
+                )).first()
+                if logged is None:
+                    raise NotFound(f"logged model {logged_model_id} not found; a version's logged model must exist in the tracking store")
+                run_id = run_id or logged.source_run_id or ""
             if run_id and (await tx.conn.execute(select(runs.c.run_uuid).where(runs.c.run_uuid == run_id))).first() is None:
                 raise NotFound(f"run {run_id} not found; a model version's run must exist in the tracking store")
             await tx.conn.execute(model_versions.insert().values(
                 model_id=model_id, version=version, creation_time=tx.now, last_updated_time=tx.now,
                 current_stage="None", description=description, source=source, run_id=run_id, run_link=run_link,
-                status=pb.ModelVersionStatus.Name(pb.READY), status_message="",
+                status=pb.ModelVersionStatus.Name(pb.READY), status_message="", logged_model_id=logged_model_id or None,
             ))
             if tags:
                 await tx.conn.execute(model_version_tags.insert(), [
@@ -526,13 +537,18 @@ class SqlRegistryStore:
         for a in await conn.execute(select(registered_model_aliases).where(registered_model_aliases.c.model_id.in_(ids))
                                     .order_by(registered_model_aliases.c.alias)):
             aliases.setdefault((a.model_id, a.version), []).append(a.alias)
+        logged_ids = {r.logged_model_id for r in rows if r.logged_model_id}
+        locations = dict((await conn.execute(
+            select(logged_models.c.model_id, logged_models.c.artifact_location).where(logged_models.c.model_id.in_(logged_ids))
+        )).all()) if logged_ids else {}
         return [
             pb.ModelVersion(
                 name=r.name, version=str(r.version), creation_timestamp=r.creation_time,
                 last_updated_timestamp=r.last_updated_time, current_stage=r.current_stage, description=r.description,
                 source=r.source, run_id=r.run_id, status=pb.ModelVersionStatus.Value(r.status),
                 status_message=r.status_message, tags=tags.get((r.model_id, r.version), {}), run_link=r.run_link,
-                aliases=aliases.get((r.model_id, r.version), []),
+                aliases=aliases.get((r.model_id, r.version), []), model_id=r.logged_model_id or "",
+                storage_location=locations.get(r.logged_model_id) or r.source,
             )
             for r in rows
         ]

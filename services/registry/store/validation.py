@@ -5,6 +5,7 @@ from urllib.parse import urlparse
 from services.common.errors import InvalidArgument
 from services.registry.store.schema import MAX_NAME_LENGTH
 from services.tracking.store import validation as tracking_validation
+from services.tracking.store.logged_models import check_model_id
 from services.tracking.store.validation import RUN_ID_PATTERN, STORE_SCHEMES
 
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -14,8 +15,9 @@ MAX_ALIAS_LENGTH = 255
 _ALIAS_PATTERN = re.compile(r"^[\w\-]+$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 _VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
+LOGGED_MODEL_SOURCE = re.compile(r"^models:/m-[0-9a-f]{32}$")
 _SOURCE_FORMS = (
-    "runs:/<run_id>/<path>, mlgrid-artifacts:/<path>, or a store URI "
+    "runs:/<run_id>/<path>, models:/<logged model id>, mlgrid-artifacts:/<path>, or a store URI "
     f"({', '.join(s + '://bucket/path' for s in STORE_SCHEMES)})"
 )
 
@@ -97,7 +99,10 @@ def source(value: str) -> str:
     if ".." in parsed.path.split("/"):
         raise bad("'..' segments are not allowed")
     if parsed.scheme == "models":
-        raise bad("a models:/ URI cannot be a source; register the source of that version instead")
+        if not LOGGED_MODEL_SOURCE.match(value):
+            raise bad("a models:/ source names a logged model, models:/m-<32 hex>; for a registered version, "
+                      "register the source of that version instead")
+        return value
     if parsed.scheme == "runs":
         run_id, _, path = value[len("runs:/"):].partition("/") if value.startswith("runs:/") and not parsed.netloc else ("", "", "")
         if not RUN_ID_PATTERN.match(run_id) or not path or path.startswith("/") or "//" in path:
@@ -112,6 +117,17 @@ def source(value: str) -> str:
             raise bad(f"expected {parsed.scheme}://<bucket>/<path>")
         return value
     raise bad(f"local paths and {parsed.scheme or 'scheme-less'} URIs are not allowed; use {_SOURCE_FORMS}")
+
+
+def logged_model_of(source_uri: str, model_id: str) -> str:
+    """The logged model a version is made from: named by its models:/<model id> source, or by model_id
+    (MLflow's client sends both); '' when neither."""
+    from_source = source_uri[len("models:/"):] if LOGGED_MODEL_SOURCE.match(source_uri) else ""
+    if model_id:
+        check_model_id(model_id)
+        if from_source and model_id != from_source:
+            raise InvalidArgument(f"model_id {model_id} differs from the logged model of source {source_uri!r}; make them agree")
+    return model_id or from_source
 
 
 def run_id_of(source_uri: str) -> str:

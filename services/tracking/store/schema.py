@@ -177,3 +177,76 @@ run_input_tags = Table(
     Column("value", String(500), nullable=False),
     PrimaryKeyConstraint("run_uuid", "dataset_uuid", "key"),
 )
+
+# MLflow 3's logged models: an experiment's models with their own artifacts, params, tags and metrics.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(34), primary_key=True),  # m-<uuid4 hex>
+    Column("experiment_id", Integer, ForeignKey("experiments.experiment_id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("source_run_id", RunId, nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("status_message", Text, nullable=False),
+    Column("model_type", String(500), nullable=False),
+    Column("artifact_location", String(1000), nullable=False),
+    Column("lifecycle_stage", String(20), nullable=False),
+    Column("creation_time", Int64, nullable=False),
+    Column("last_updated_time", Int64, nullable=False),
+    Index("ix_logged_models_experiment_creation", "experiment_id", "creation_time"),
+)
+
+logged_model_tags = Table(
+    "logged_model_tags",
+    metadata,
+    Column("model_id", String(34), ForeignKey("logged_models.model_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+logged_model_params = Table(
+    "logged_model_params",
+    metadata,
+    Column("model_id", String(34), ForeignKey("logged_models.model_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+# Every point logged with a model_id. A point logged again (same key, step, timestamp, run and
+# dataset) replaces the earlier one: MLflow's log_model re-logs its run's metrics of the model's step.
+logged_model_metrics = Table(
+    "logged_model_metrics",
+    metadata,
+    Column("model_id", String(34), ForeignKey("logged_models.model_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", Int64, nullable=False),
+    Column("timestamp", Int64, nullable=False),
+    Column("run_id", String(32), nullable=False),  # "" when logged without a run
+    Column("dataset_name", String(500), nullable=False),
+    Column("dataset_digest", String(36), nullable=False),
+    # NaN is stored as value 0 with is_nan true (SQLite cannot store NaN).
+    Column("value", Double, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    PrimaryKeyConstraint("model_id", "key", "step", "timestamp", "run_id", "dataset_name", "dataset_digest"),
+)
+
+# The logged models a run produced (log_model), at a step.
+run_outputs = Table(
+    "run_outputs",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("model_id", String(34), ForeignKey("logged_models.model_id", ondelete="CASCADE"), nullable=False),
+    Column("step", Int64, nullable=False),
+    PrimaryKeyConstraint("run_uuid", "model_id"),
+)
+
+# The logged models a run used (log_inputs with models).
+run_model_inputs = Table(
+    "run_model_inputs",
+    metadata,
+    Column("run_uuid", RunId, ForeignKey("runs.run_uuid", ondelete="CASCADE"), nullable=False),
+    Column("model_id", String(34), ForeignKey("logged_models.model_id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("run_uuid", "model_id"),
+)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import batch, downsample, metric_codec, run_data_fields, validation
+from services.tracking.store import batch, downsample, logged_models, metric_codec, run_data_fields, validation
 from services.tracking.store.batch import RUN_NAME_TAG
 from services.tracking.store.schema import (
     datasets,
@@ -86,6 +86,7 @@ class SqlTrackingStore:
         self._insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         self._pg: PgHotPath | None = None
         self._pruner: asyncio.Task | None = None
+        self.logged_models = logged_models.LoggedModels(self)
 
     async def start(self) -> None:
         """Make sure the default experiment "0" exists (the schema is checked by migrations.ensure_current),
@@ -330,7 +331,9 @@ class SqlTrackingStore:
     async def get_run(self, run_id: str) -> pb.Run:
         async with self._reader.connect() as conn:
             row = await self._run_row(conn, validation.run_id(run_id))
-            return (await self._load_runs(conn, [row], pb.SearchRunsResponse().runs))[0]
+            run = (await self._load_runs(conn, [row], pb.SearchRunsResponse().runs))[0]
+            await self.logged_models.fill_run(conn, run)
+            return run
 
     async def update_run(self, run_id: str, status: int, end_time: int | None, run_name: str) -> pb.RunInfo:
         values = {}
@@ -517,13 +520,16 @@ class SqlTrackingStore:
             if result.rowcount == 0:
                 raise NotFound(f"run {run_id} has no tag {key!r}")
 
-    async def log_metric(self, run_id: str, key: str, value: float, timestamp: int, step: int) -> None:
+    async def log_metric(self, run_id: str, key: str, value: float, timestamp: int, step: int, model: pb.Metric | None = None) -> None:
+        """One point; with `model` (a Metric naming a model_id, and maybe a dataset), also a metric of that logged model."""
         validation.key("metric", key)
-        if self._pg and await self._pg.log_metric(validation.run_id(run_id), key, value, timestamp, step):
+        if model is None and self._pg and await self._pg.log_metric(validation.run_id(run_id), key, value, timestamp, step):
             return
         async with self.engine.begin() as conn:
             await self._active_run(conn, run_id)  # raises NotFound / FailedPrecondition
             await self._write_series(conn, run_id, batch.prepare([(key, [step], [timestamp], [value])], (), ()))
+            if model is not None:
+                await self.logged_models.insert_metrics(conn, run_id, [model])
 
     async def log_batch(
         self,
@@ -533,8 +539,12 @@ class SqlTrackingStore:
         tag_list: Sequence[pb.RunTag],
         request_id: str,
     ) -> bool:
-        """Store the batch atomically; False when request_id says it was stored already."""
+        """Store the batch atomically; False when request_id says it was stored already. Metrics that name a
+        model_id are also that logged model's; such a point already in the run's history is not added again."""
         validation.batch_sizes(len(metrics), len(param_list), len(tag_list))
+        model_metrics = [m for m in metrics if m.model_id]
+        if model_metrics:
+            metrics = [m for m in metrics if not m.model_id] + await self._points_not_logged(run_id, model_metrics)
         series = defaultdict(lambda: ([], [], []))
         for m in metrics:
             steps, timestamps, values = series[m.key]
@@ -542,8 +552,19 @@ class SqlTrackingStore:
             timestamps.append(m.timestamp)
             values.append(m.value)
         return await self._store_batch(
-            run_id, request_id, [(k, *cols) for k, cols in series.items()], param_list, tag_list
+            run_id, request_id, [(k, *cols) for k, cols in series.items()], param_list, tag_list, model_metrics
         )
+
+    async def _points_not_logged(self, run_id: str, metrics: Sequence[pb.Metric]) -> list[pb.Metric]:
+        """The points that the run's history does not hold yet. MLflow's log_model logs the run's metrics of the
+        model's step again with the model's id: MLflow's own store ignores such repeats, so this store does too."""
+        logged = {}
+        async with self._reader.connect() as conn:
+            await self._run_row(conn, validation.run_id(run_id))
+            for key in {m.key for m in metrics}:
+                steps, timestamps, values = metric_codec.unpack(await self._chunks(conn, run_id, key))
+                logged[key] = set(zip(steps.tolist(), timestamps.tolist(), values.tolist()))
+        return [m for m in metrics if (m.step, m.timestamp, m.value) not in logged[m.key]]
 
     async def ingest(self, batch: pb.IngestBatch) -> tuple[bool, int]:
         """Store one IngestBatch atomically, at most once per batch_id; returns (stored now, points)."""
@@ -569,11 +590,11 @@ class SqlTrackingStore:
         stored = await self._store_batch(batch.run_id, batch.batch_id, series, batch.params, batch.tags)
         return stored, points if stored else 0
 
-    async def _store_batch(self, run_id, request_id, series, param_list, tag_list) -> bool:
+    async def _store_batch(self, run_id, request_id, series, param_list, tag_list, model_metrics=()) -> bool:
         prepared = batch.prepare(series, param_list, tag_list)
         validation.run_id(run_id)
         validation.request_id(request_id)
-        if self._pg:
+        if self._pg and not model_metrics:
             stored = await self._pg.store_batch(run_id, request_id, prepared, now_ms())
             if stored is not None:
                 return stored
@@ -593,6 +614,8 @@ class SqlTrackingStore:
                 await self._upsert_tags(conn, run_id, prepared.tags)
             if prepared.chunks:
                 await self._write_series(conn, run_id, prepared)
+            if model_metrics:
+                await self.logged_models.insert_metrics(conn, run_id, model_metrics)
         return True
 
     async def _insert_params(self, conn: AsyncConnection, run_id: str, new_params: dict[str, str]) -> None:
