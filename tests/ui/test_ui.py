@@ -227,6 +227,7 @@ def test_compare_view_highlights_a_differing_param(page, experiment, screenshot)
     assert page.locator(".compare tr[data-key=model]").count() == 1
 
 
+@pytest.mark.filterwarnings("ignore:.*transition_model_version_stage.*:FutureWarning")
 def test_registry_pages_show_versions_and_aliases(page, mlflow_client, experiment, screenshot):
     name = unique("churn")
     source_run = experiment["runs"][2]

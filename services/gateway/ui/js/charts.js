@@ -10,6 +10,8 @@ const RUNS_PER_REQUEST = 100; // the API's limit
 const CARDS_PER_BATCH = 60; // placeholders added at a time as the grid is scrolled
 const PLOT_HEIGHT = 210;
 const SETTINGS_KEY = "mlgrid.chartSettings";
+// Tick spacings of a step axis: whole steps only.
+const STEP_INCRS = Array.from({ length: 16 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
 
 // ---------------------------------------------------------------- settings shared by every chart
 
@@ -220,7 +222,7 @@ export class MetricChart {
             value: (u, v) => (v == null ? "" : formatValue(v)),
           })),
         ],
-        axes: [{}, { size: 64, values: (u, ticks) => ticks.map(formatValue) }],
+        axes: [settings.x === "step" ? { incrs: STEP_INCRS } : {}, { size: 64, values: (u, ticks) => ticks.map(formatValue) }],
         hooks: { setSelect: [(u) => this.selected(u)] },
       },
       data,
