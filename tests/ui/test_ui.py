@@ -250,3 +250,22 @@ def test_registry_pages_show_versions_and_aliases(page, mlflow_client, experimen
     page.click("tr[data-version='1'] td:nth-child(5) a")
     page.wait_for_selector(".notes")
     assert source_run in page.evaluate("location.hash")
+
+
+def test_runs_table_pages_as_it_scrolls_and_renders_only_rows_in_view(page, server, screenshot):
+    client = MlgridClient(server["uri"])
+    exp_id = client.create_experiment(unique("ui-many"))
+    for i in range(1100):
+        client.create_run(exp_id, run_name=f"r{i:04d}", start_time=1_700_000_000_000 + i)
+    page.goto(f"/#/experiments/{exp_id}")
+    page.wait_for_selector("tr[data-run-id]")
+    assert page.inner_text(".run-count") == "500+ runs"
+    assert page.locator("tr[data-run-id]").count() < 80
+    assert page.locator("tr[data-run-id] td:nth-child(2)").first.inner_text() == "r1099"  # newest first
+    for expected in ("1000+ runs", "1100 runs"):
+        page.locator(".table-scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        page.wait_for_function(f"document.querySelector('.run-count').textContent === '{expected}'")
+    page.locator(".table-scroll").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    page.wait_for_selector("tr[data-run-id] >> text=r0000")
+    assert page.locator("tr[data-run-id]").count() < 80
+    screenshot("bottom")
