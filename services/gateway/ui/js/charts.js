@@ -162,8 +162,9 @@ export class MetricChart {
     this.abort = null;
     this.body = h("div.plot");
     this.status = h("span.muted");
+    this.hovered = h("span.hovered");
     this.resetLink = h("a.reset", { href: "#", hidden: true, onclick: (e) => { e.preventDefault(); this.zoom(null); } }, "reset zoom");
-    clear(el, h("div.chart-title", { title: key }, h("span.key", {}, key), " ", this.status, " ", this.resetLink), this.body);
+    clear(el, h("div.chart-title", { title: key }, h("span.key", {}, key), " ", this.status, " ", this.resetLink, " ", this.hovered), this.body);
     el.dataset.state = "loading";
   }
 
@@ -214,16 +215,22 @@ export class MetricChart {
         height: PLOT_HEIGHT,
         scales: { x: { time: settings.x === "time" }, y: { distr: settings.log ? 3 : 1 } },
         legend: { show: shown.length <= 8, live: shown.length <= 8 },
-        cursor: { drag: { x: true, y: false, setScale: false } },
+        // The run nearest the cursor stands out (and is named in the title when there is no legend).
+        focus: { alpha: 0.25 },
+        cursor: { drag: { x: true, y: false, setScale: false }, focus: { prox: 16 } },
         series: [
           { label: xLabel, value: (u, v) => (v == null ? "" : settings.x === "time" ? formatTime(v * 1000) : formatValue(v)) },
           ...shown.map((run) => ({
-            label: run.name, stroke: run.color, width: 1.25, spanGaps: true,
+            // null (NaN, or <= 0 on a log scale) breaks the line; undefined (a step only other runs have) does not
+            label: run.name, stroke: run.color, width: 1.25,
             value: (u, v) => (v == null ? "" : formatValue(v)),
           })),
         ],
         axes: [settings.x === "step" ? { incrs: STEP_INCRS } : {}, { size: 64, values: (u, ticks) => ticks.map(formatValue) }],
-        hooks: { setSelect: [(u) => this.selected(u)] },
+        hooks: {
+          setSelect: [(u) => this.selected(u)],
+          setSeries: [(u, index) => { this.hovered.textContent = index ? u.series[index].label : ""; }],
+        },
       },
       data,
       this.body,
