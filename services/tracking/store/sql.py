@@ -47,6 +47,7 @@ log = logging.getLogger("mlgrid.tracking")
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
 ID_CHUNK = 250  # runs per query when loading many runs
+HISTORY_READS_AT_ONCE = 4
 
 _ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
 _NOUNS = "ant bass bat bear bee carp cat colt crab crow deer dove duck eel elk fawn finch fox frog goat hare hawk hen lark lion lynx mole moth newt owl ram seal shrew slug snail swan toad wasp whale wolf wren yak".split()
@@ -685,11 +686,16 @@ class SqlTrackingStore:
         if start_step is not None and start_step > end_step:
             raise InvalidArgument(f"start_step ({start_step}) must not be above end_step ({end_step})")
         max_results = validation.max_results(max_results, downsample.DEFAULT_MAX_RESULTS, downsample.MAX_RESULTS)
-        histories = await asyncio.gather(*(self.metric_history(run_id, key) for run_id in run_ids))
-        return [
-            (run_id, *downsample.downsample(history, start_step, end_step, max_results))
-            for run_id, history in zip(run_ids, histories)
-        ]
+        sampled = []
+        # A few histories read at a time: concurrent on PostgreSQL, and never a long wait for the pool.
+        for start in range(0, len(run_ids), HISTORY_READS_AT_ONCE):
+            some = run_ids[start : start + HISTORY_READS_AT_ONCE]
+            histories = await asyncio.gather(*(self.metric_history(run_id, key) for run_id in some))
+            sampled += [
+                (run_id, *downsample.downsample(history, start_step, end_step, max_results))
+                for run_id, history in zip(some, histories)
+            ]
+        return sampled
 
     async def _chunks(self, conn: AsyncConnection, run_id: str, key: str):
         mc = metric_chunks.c
