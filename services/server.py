@@ -59,7 +59,15 @@ def run(
         config = dataclasses.replace(
             GatewayConfig.from_env(), tracking_target=loopback, artifacts_target=loopback, registry_target=loopback
         )
-        return RestGateway(backends(config), config).app
+        loopback_backends = backends(config)
+
+        async def close_channels(app) -> None:
+            for backend in loopback_backends:
+                await backend.close()
+
+        app = RestGateway(loopback_backends, config).app
+        app.on_cleanup.append(close_channels)
+        return app
 
     try:
         run_event_loop(main())

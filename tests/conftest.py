@@ -3,6 +3,7 @@ worker), one migrated SQLite template, stores on both, a real `mlgrid server`,
 and a real S3 endpoint (moto's server, or S3_ENDPOINT_URL such as a MinIO)."""
 import asyncio
 import concurrent.futures
+import contextlib
 import glob
 import logging
 import os
@@ -189,6 +190,20 @@ def wait_for_port(port: int, proc: subprocess.Popen, log_path, timeout: float = 
                 return
         time.sleep(0.05)
     raise RuntimeError(f"server did not listen on {port} within {timeout}s:\n{open(log_path).read()}")
+
+
+@contextlib.contextmanager
+def running(args: list[str], port: int, workdir, env: dict, name: str, preexec_fn=None):
+    """A server process on `port`, stopped at the end."""
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    try:
+        wait_for_port(port, proc, log_path)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def unique(prefix: str = "exp") -> str:

@@ -130,7 +130,7 @@ def integer_reader(low: int, high: int):
 
 def enum_reader(enum):
     numbers = {value.name: value.number for value in enum.values}
-    names = ", ".join(numbers)
+    names = ", ".join(name for name, number in numbers.items() if number or not name.endswith("_UNSPECIFIED"))
 
     def read_enum(value, name):
         if type(value) is str and value in numbers:

@@ -91,7 +91,8 @@ def http_error_middleware(max_body_mb: int):
 
 
 class RestGateway:
-    """The aiohttp app of MLflow's REST API over the routed backends (the channels the gRPC router uses)."""
+    """The aiohttp app of MLflow's REST API over the routed backends (the channels the gRPC router uses,
+    closed by their owner)."""
 
     def __init__(self, backends: list[Backend], config: GatewayConfig):
         self.backends = {backend.service: backend for backend in backends}
@@ -107,7 +108,6 @@ class RestGateway:
         for name in EXTENSIONS:
             if importlib.util.find_spec(name) is not None:
                 importlib.import_module(name).add_routes(self.app, self)
-        self.app.on_cleanup.append(self._close)
 
     def call_error(self, backend: Backend, error: grpc.aio.AioRpcError) -> web.Response:
         """The MLflow error answer for a failed call to a backend."""
@@ -158,7 +158,3 @@ class RestGateway:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _close(self, app: web.Application) -> None:
-        for backend in self.backends.values():
-            await backend.close()

@@ -15,7 +15,7 @@ import uuid
 
 import grpc
 import pytest
-from conftest import free_port, s3_env, unique, wait_for_port
+from conftest import free_port, running, s3_env, unique
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import mlgrid
@@ -24,20 +24,6 @@ from mlgrid.v1 import artifacts_pb2 as pb
 from mlgrid.v1 import artifacts_pb2_grpc
 
 MIB = 1024 * 1024
-
-
-@contextlib.contextmanager
-def running(args: list[str], port: int, workdir, env: dict, name: str, preexec_fn=None):
-    """A server process on `port`, stopped at the end."""
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
-    try:
-        wait_for_port(port, proc, log_path)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @contextlib.contextmanager

@@ -6,10 +6,9 @@ import sys
 
 import grpc
 import pytest
-from conftest import free_port, unique
+from conftest import free_port, running, unique
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_artifacts_e2e import running
 
 import mlgrid
 from mlgrid.exceptions import MlgridException

@@ -228,6 +228,27 @@ async def test_search_registered_models(registry_store):
         await search("name = 'a' OR name = 'b'")
 
 
+async def test_the_prompt_filter_of_mlflows_client(registry_store):
+    """MLflow's client adds `tags.`mlflow.prompt.is_prompt` != 'true'` to every search: models without
+    the tag match it, as on MLflow's server; asking for prompts finds the tagged ones."""
+    prefix = unique("prompt")
+    await registry_store.create_registered_model(f"{prefix}-model", {}, "")
+    await registry_store.create_registered_model(f"{prefix}-prompt", {"mlflow.prompt.is_prompt": "true"}, "")
+    await registry_store.create_registered_model(f"{prefix}-other", {"mlflow.prompt.is_prompt": "false"}, "")
+
+    async def search(tag_filter):
+        found, _ = await registry_store.search_registered_models(f"name LIKE '{prefix}%' AND {tag_filter}", 0, (), "")
+        return sorted(m.name.removeprefix(prefix + "-") for m in found)
+
+    assert await search("tags.`mlflow.prompt.is_prompt` != 'true'") == ["model", "other"]
+    assert await search("tags.`mlflow.prompt.is_prompt` = 'false'") == ["model", "other"]
+    assert await search("tags.`mlflow.prompt.is_prompt` = 'true'") == ["prompt"]
+    assert await search("tags.`mlflow.prompt.is_prompt` != 'false'") == ["prompt"]
+    name = await model_with_versions(registry_store, 1)
+    found, _ = await registry_store.search_model_versions(f"name = '{name}' AND tags.`mlflow.prompt.is_prompt` != 'true'", 0, (), "")
+    assert [v.version for v in found] == ["1"]
+
+
 async def test_search_model_versions(registry_store):
     name = await model_with_versions(registry_store, 2)
     other_run = OTHER_RUN_ID
