@@ -210,6 +210,16 @@ def unique(prefix: str = "exp") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def files_under(folder) -> dict[str, bytes]:
+    """Every file below `folder`: its path relative to it -> its bytes."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return found
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """An S3 HTTP endpoint with a bucket: S3_ENDPOINT_URL (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY

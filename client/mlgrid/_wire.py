@@ -48,3 +48,19 @@ def chunk_of(raw: bytes) -> memoryview | None:
     if position + length != len(raw):
         return None
     return memoryview(raw)[position:]
+
+
+def transfer_calls(channel):
+    """The ArtifactService's Upload and Download on `channel` (grpc or grpc.aio), carrying chunks in
+    their wire form: Upload takes chunk_message()s (and protobuf messages), Download yields the raw
+    serialized responses, for chunk_of()."""
+    from mlgrid.v1 import artifacts_pb2 as pb
+
+    upload = channel.stream_unary(
+        "/mlgrid.v1.ArtifactService/Upload", request_serializer=serialize, response_deserializer=pb.UploadResponse.FromString,
+    )
+    download = channel.unary_stream(
+        "/mlgrid.v1.ArtifactService/Download", request_serializer=pb.DownloadRequest.SerializeToString,
+        response_deserializer=None,
+    )
+    return upload, download

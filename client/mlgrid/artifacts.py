@@ -270,14 +270,7 @@ class ArtifactClient:
     def __init__(self, channel: grpc.Channel, call: Callable):
         self._stub = artifacts_pb2_grpc.ArtifactServiceStub(channel)
         # The bulk calls carry chunks in their wire form (mlgrid._wire): no protobuf copies.
-        self._upload = channel.stream_unary(
-            "/mlgrid.v1.ArtifactService/Upload", request_serializer=_wire.serialize,
-            response_deserializer=pb.UploadResponse.FromString,
-        )
-        self._download = channel.unary_stream(
-            "/mlgrid.v1.ArtifactService/Download", request_serializer=pb.DownloadRequest.SerializeToString,
-            response_deserializer=None,
-        )
+        self._upload, self._download = _wire.transfer_calls(channel)
         self._call = call  # runs one attempt, retrying idempotent ones while the service is UNAVAILABLE
         self._capabilities: pb.GetCapabilitiesResponse | None = None
         self._lock = threading.Lock()

@@ -286,13 +286,16 @@ class ModelVersion:
     run_link: str
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+    model_id: str = ""  # the logged model (MLflow 3) of a models:/<model_id> source
+    storage_location: str = ""  # where the files are: the logged model's artifact location, else the source
 
     @classmethod
     def from_proto(cls, proto: registry_pb2.ModelVersion) -> ModelVersion:
         return cls(
             proto.name, proto.version, proto.creation_timestamp, proto.last_updated_timestamp, proto.description,
             proto.current_stage, proto.source, proto.run_id, registry_pb2.ModelVersionStatus.Name(proto.status),
-            proto.status_message, proto.run_link, dict(proto.tags), list(proto.aliases),
+            proto.status_message, proto.run_link, dict(proto.tags), list(proto.aliases), proto.model_id,
+            proto.storage_location,
         )
 
 

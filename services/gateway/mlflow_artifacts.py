@@ -78,14 +78,7 @@ class MlflowArtifactsApi:
         channel = backend.channel
         self._stub = artifacts_pb2_grpc.ArtifactServiceStub(channel)
         # The bulk calls carry chunks in their wire form (mlgrid._wire): no protobuf copies.
-        self._upload = channel.stream_unary(
-            "/mlgrid.v1.ArtifactService/Upload", request_serializer=_wire.serialize,
-            response_deserializer=pb.UploadResponse.FromString,
-        )
-        self._download = channel.unary_stream(
-            "/mlgrid.v1.ArtifactService/Download", request_serializer=pb.DownloadRequest.SerializeToString,
-            response_deserializer=None,
-        )
+        self._upload, self._download = _wire.transfer_calls(channel)
 
     def _error(self, error: grpc.aio.AioRpcError) -> web.Response:
         return self._rest.call_error(self._backend, error)

@@ -15,7 +15,7 @@ import uuid
 
 import grpc
 import pytest
-from conftest import free_port, running, s3_env, unique
+from conftest import files_under, free_port, running, s3_env, unique
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import mlgrid
@@ -72,15 +72,6 @@ def eventually(check, timeout: float = 15) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)
-
-
-def files_under(folder) -> dict[str, bytes]:
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            found[os.path.relpath(path, folder)] = open(path, "rb").read()
-    return found
 
 
 # ---------------------------------------------------------------- the fluent API, the client and the CLI

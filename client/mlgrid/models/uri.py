@@ -38,7 +38,8 @@ def download_model(model_uri: str, dst_path: str | None = None, tracking_uri: st
     if parsed.scheme == "models":
         client = _client(tracking_uri)
         try:
-            source = client.resolve_model_uri(model_uri).source
+            version = client.resolve_model_uri(model_uri)
+            source = version.storage_location or version.source  # a logged model's files are at its location
         finally:
             if tracking_uri:
                 client.close()
