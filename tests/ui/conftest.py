@@ -13,7 +13,9 @@ from compat.conftest import mlflow_server_url  # noqa: F401 - the session's serv
 CHROMIUM = os.environ.get("MLGRID_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running while it is open, which the
+# asyncio tests that xdist may run next on this worker could not start theirs beside.
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set MLGRID_TEST_CHROMIUM) to run the UI tests")
