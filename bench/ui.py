@@ -47,7 +47,7 @@ def seed(grpc_uri: str) -> dict:
     new_run = lambda: client.create_run(exp_id).info.run_id  # noqa: E731
     batch = lambda run_id, metrics: pb.IngestBatch(batch_id=uuid.uuid4().hex, run_id=run_id, metrics=metrics)  # noqa: E731
     big = new_run()
-    client.ingest(batch(big, [series("loss", BIG, 0)]))
+    client.ingest([batch(big, [series("loss", BIG, 0)])])
     overlay = [new_run() for _ in range(OVERLAY_RUNS)]
     client.ingest(batch(run_id, [series("loss", OVERLAY_POINTS, i)]) for i, run_id in enumerate(overlay))
     keys = new_run()

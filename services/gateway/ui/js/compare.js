@@ -1,6 +1,6 @@
 // Compare selected runs: params, latest metrics and tags side by side (rows that differ
 // highlighted), and every metric overlaid on one chart per key.
-import { getRun } from "./api.js";
+import { searchRuns } from "./api.js";
 import { chartGrid } from "./charts.js";
 import { clear, color, errorBox, formatValue, h, metricMap, metricValue, runName, toMap } from "./dom.js";
 
@@ -26,8 +26,12 @@ export function compareView(params) {
   const content = h("div", {}, h("p.muted", {}, "loading…"));
   const root = h("div.compare", {}, h("h2", {}, `Comparing ${ids.length} runs`), content);
   let onlyDiffs = false;
-  Promise.all(ids.map((id) => getRun(id).then((r) => r.run))).then(
-    (runs) => {
+  // One search for every run (in any experiment), shown in the order of the link.
+  const quoted = ids.map((id) => `'${id.replace(/[^0-9a-zA-Z]/g, "")}'`).join(",");
+  searchRuns({ experimentIds: [], filter: `attributes.run_id IN (${quoted})`, maxResults: Math.max(1, ids.length), viewType: "ALL" }).then(
+    ({ runs: found = [] }) => {
+      const byId = new Map(found.map((run) => [run.info.run_id, run]));
+      const runs = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
       const tables = h("div");
       const renderTables = () => clear(tables,
         sideBySide("Parameters", runs, (run) => toMap(run.data?.params), onlyDiffs),
