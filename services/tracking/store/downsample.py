@@ -4,8 +4,10 @@ Within the step range, a history of more than `max_results` points is cut into
 max_results // 4 buckets of equal step width; each bucket keeps its first, last,
 lowest and highest point (a point once when it is several of these). A line
 through what is kept reaches every extreme the full history reaches, at the step
-where it happened. NaN values are ignored when looking for extremes. Below 4,
-the first point of each of `max_results` buckets is kept.
+where it happened. Where the curve is monotonic a bucket keeps only two points,
+so the rest of the budget goes to a second, finer cut when it still fits. NaN
+values are ignored when looking for extremes. Below 4, the first point of each
+of `max_results` buckets is kept.
 """
 import numpy as np
 
