@@ -1,17 +1,24 @@
-"""Prometheus metrics for every gRPC service: calls by method and code, latency."""
+"""Prometheus metrics for every gRPC service: calls by method and code, latency; and for HTTP
+APIs (the gateway's REST side): requests by route and status, latency."""
 import time
 
 import grpc
+from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 GRPC_REQUESTS = Counter(
     "mlgrid_grpc_requests_total", "gRPC calls handled, by method and status code", ["service", "method", "code"]
 )
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 GRPC_LATENCY = Histogram(
-    "mlgrid_grpc_request_duration_seconds",
-    "gRPC call latency, by method",
-    ["service", "method"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    "mlgrid_grpc_request_duration_seconds", "gRPC call latency, by method", ["service", "method"], buckets=LATENCY_BUCKETS
+)
+HTTP_REQUESTS = Counter(
+    "mlgrid_http_requests_total", "HTTP requests handled, by route, method and status", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "mlgrid_http_request_duration_seconds", "HTTP request latency, by route and method", ["route", "method"],
+    buckets=LATENCY_BUCKETS,
 )
 
 
@@ -91,3 +98,30 @@ class PrometheusInterceptor(grpc.aio.ServerInterceptor):
             wrapped = handler._replace(stream_stream=_wrap_stream_response(handler.stream_stream, stats))
         self._wrapped[method] = wrapped
         return wrapped
+
+
+def http_metrics_middleware():
+    """An aiohttp middleware counting and timing requests by route template (unmatched paths as one)."""
+    children: dict[tuple, tuple] = {}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            key = (resource.canonical if resource is not None else "unmatched", request.method, status)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = (HTTP_REQUESTS.labels(*key), HTTP_LATENCY.labels(*key[:2]))
+            child[0].inc()
+            child[1].observe(time.perf_counter() - started)
+
+    return middleware

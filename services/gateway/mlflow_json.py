@@ -12,6 +12,10 @@ import base64
 import binascii
 import json
 import math
+import time
+import uuid
+
+import grpc
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message_factory import GetMessageClass
@@ -267,7 +271,15 @@ class MessageCodec:
             if overridden_by is not None and overridden_by in obj:
                 continue
             values[field] = reader(value, prefix + key)
-        return self.cls(**values)
+        try:
+            return self.cls(**values)
+        except ValueError:  # e.g. a lone surrogate ("\ud800"), which a protobuf string cannot hold
+            for field, value in values.items():
+                try:
+                    self.cls(**{field: value})
+                except ValueError as error:
+                    raise InvalidArgument(f"Invalid value for parameter '{prefix}{field}' supplied: {error}") from None
+            raise
 
     def encode(self, message) -> dict:
         """The JSON object of a message: its set fields (proto3 omits default values, as MLflow's proto2 unset ones)."""
@@ -340,31 +352,126 @@ class Endpoint:
     def encode(self, response, state) -> dict:
         return self.response_codec.encode(response)
 
-
-def page_token(offset: int) -> str:
-    """MLflow's page token: base64 of {"offset": n}."""
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+    def close(self) -> None:
+        """Release what the endpoint holds between requests (at the app's cleanup)."""
 
 
-def page_offset(token: str) -> int:
+def page_token(offset: int, cursor: str) -> str:
+    """MLflow's page token, base64 of {"offset": n}, plus the id of the stream parked for the next page."""
+    return base64.b64encode(json.dumps({"offset": offset, "cursor": cursor}).encode()).decode()
+
+
+def read_page_token(token: str) -> tuple[int, str]:
+    """(offset, cursor id) of a page token; tokens of MLflow's own form have no cursor."""
     try:
-        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
-    except (ValueError, binascii.Error, TypeError, KeyError):
-        offset = None
-    if type(offset) is not int or offset < 0:
+        fields = json.loads(base64.b64decode(token, validate=True))
+        offset, cursor = fields["offset"], fields.get("cursor", "")
+    except (ValueError, binascii.Error, TypeError, KeyError, AttributeError):
+        offset, cursor = None, ""
+    if type(offset) is not int or offset < 0 or type(cursor) is not str:
         raise InvalidArgument(f"Invalid page token {token!r}: pass the next_page_token of the previous page")
-    return offset
+    return offset, cursor
+
+
+class HistoryStream:
+    """One GetMetricHistory call, read page by page; a page may end inside a streamed message."""
+
+    def __init__(self, call):
+        self.call = call
+        self.messages = call.__aiter__()
+        self.position = 0  # points passed over or returned so far
+        self.rest = None  # (key, steps, timestamps, values): points received and not yet passed
+
+    async def _chunk(self):
+        if self.rest is not None:
+            chunk, self.rest = self.rest, None
+            return chunk
+        try:
+            series = await self.messages.__anext__()
+        except StopAsyncIteration:
+            return None
+        return series.key, series.steps, series.timestamps, series.values
+
+    async def read(self, skip: int, count: int | None, metrics: list) -> bool:
+        """Pass over `skip` points, then add `count` of them (None: all) to `metrics` as MLflow writes
+        them; whether points remain after them."""
+        while count is None or count > 0:
+            chunk = await self._chunk()
+            if chunk is None:
+                return False
+            key, steps, timestamps, values = chunk
+            size = len(steps)
+            low = min(skip, size)
+            skip -= low
+            high = size if count is None else min(size, low + count)
+            if low < high:
+                metrics += [
+                    {"key": key, "value": json_double(value), "timestamp": timestamp, "step": step}
+                    for step, timestamp, value in zip(steps[low:high], timestamps[low:high], values[low:high])
+                ]
+                if count is not None:
+                    count -= high - low
+            self.position += high
+            if high < size:
+                self.rest = (key, steps[high:], timestamps[high:], values[high:])
+                return True
+        self.rest = await self._chunk()
+        return self.rest is not None
+
+
+class ParkedStreams:
+    """History streams waiting for the request of their next page, by cursor id: the next page goes on
+    reading the same stream instead of reading the history again up to its offset (the stock client
+    reads histories 25,000 points a request). At most LIMIT, each for IDLE_SECONDS; the oldest go first."""
+
+    LIMIT = 32
+    IDLE_SECONDS = 30.0
+
+    def __init__(self):
+        self._parked: dict[str, tuple[HistoryStream, float]] = {}
+
+    def park(self, stream: HistoryStream) -> str:
+        self._expire()
+        if len(self._parked) >= self.LIMIT:
+            self._parked.pop(next(iter(self._parked)))[0].call.cancel()
+        cursor = uuid.uuid4().hex
+        self._parked[cursor] = (stream, time.monotonic() + self.IDLE_SECONDS)
+        return cursor
+
+    def take(self, cursor: str, position: int) -> HistoryStream | None:
+        """The stream parked as `cursor`, if it is at `position`; None when there is none (it expired,
+        or another gateway replica parked it)."""
+        self._expire()
+        stream = self._parked.pop(cursor, (None, 0))[0] if cursor else None
+        if stream is not None and stream.position != position:
+            stream.call.cancel()
+            return None
+        return stream
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for cursor in [cursor for cursor, (_, until) in self._parked.items() if until < now]:
+            self._parked.pop(cursor)[0].call.cancel()
+
+    def close(self) -> None:
+        for stream, _ in self._parked.values():
+            stream.call.cancel()
+        self._parked.clear()
 
 
 class MetricHistory(Endpoint):
     """metrics/get-history: MLflow takes run_id, metric_key, max_results and page_token and answers
     {metrics: [{key, value, timestamp, step}], next_page_token}; mlgrid's GetMetricHistory streams the
-    whole history as MetricSeries columns. Pages are cut from the stream, which is cancelled once the
-    page (and one point more, to tell whether another page follows) has arrived."""
+    whole history as MetricSeries columns. A page is read from the stream, which is then parked for the
+    next page (ParkedStreams) or, without one, cancelled; a page whose stream is gone opens a new one."""
 
     streaming = True
     FIELDS = {"run_id": read_string, "run_uuid": read_string, "metric_key": read_string,
               "max_results": integer_reader(-(2**31), 2**31 - 1), "page_token": read_string}
+
+    def __init__(self, method, codecs: Codecs):
+        super().__init__(method, codecs)
+        self.parked = ParkedStreams()
 
     def query_to_json(self, query) -> dict:
         return {key: query[key] for key in self.FIELDS if key in query}
@@ -374,34 +481,40 @@ class MetricHistory(Endpoint):
         max_results = values.get("max_results")
         if max_results is not None and max_results <= 0:
             raise InvalidArgument(f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer.")
-        offset = page_offset(values["page_token"]) if values.get("page_token") else 0
+        offset, cursor = read_page_token(values["page_token"]) if values.get("page_token") else (0, "")
         request = self.request_cls(
             run_id=values.get("run_id") or values.get("run_uuid", ""), metric_key=values.get("metric_key", ""),
             page_size=max_results or 0,
         )
-        return request, (offset, max_results)
+        return request, (offset, max_results, cursor)
 
-    async def collect(self, stream, state) -> dict:
-        offset, max_results = state
-        end = None if max_results is None else offset + max_results
-        metrics, seen, more = [], 0, False
-        async for series in stream:
-            count = len(series.steps)
-            low, high = max(offset - seen, 0), count if end is None else min(end - seen, count)
-            if low < high:
-                key = series.key
-                metrics += [
-                    {"key": key, "value": json_double(value), "timestamp": timestamp, "step": step}
-                    for step, timestamp, value in zip(series.steps[low:high], series.timestamps[low:high], series.values[low:high])
-                ]
-            seen += count
-            if end is not None and seen > end:
-                more = True
-                break
+    async def collect(self, open_stream, state) -> dict:
+        """The page; `open_stream()` starts the call when no parked stream goes on from the page's offset."""
+        offset, max_results, cursor = state
+        metrics = []
+        stream = self.parked.take(cursor, offset)
+        if stream is not None:
+            try:
+                more = await stream.read(0, max_results, metrics)
+            except grpc.aio.AioRpcError:  # e.g. the call's deadline passed while parked: read the history again
+                stream.call.cancel()
+                stream, metrics = None, []
+        if stream is None:
+            stream = HistoryStream(open_stream())
+            try:
+                more = await stream.read(offset, max_results, metrics)
+            except BaseException:
+                stream.call.cancel()
+                raise
         body = {"metrics": metrics} if metrics else {}
         if more:
-            body["next_page_token"] = page_token(end)
+            body["next_page_token"] = page_token(stream.position, self.parked.park(stream))
+        else:
+            stream.call.cancel()
         return body
+
+    def close(self) -> None:
+        self.parked.close()
 
 
 class ModelVersionDownloadUri(Endpoint):

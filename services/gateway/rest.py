@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.config import GatewayConfig
 from services.common.errors import MlgridError
+from services.common.metrics import http_metrics_middleware
 from services.gateway.mlflow_json import Codecs, endpoint, parse_body
 from services.gateway.rest_routes import Route, routes
 from services.gateway.router import Backend
@@ -46,8 +47,11 @@ MLFLOW_ERRORS = {
 INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
 JSON = "application/json"
 
-# The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, given the aiohttp app and this
-# RestGateway (its backends, `call_error`, `json_response`, `mlflow_error`); a module this build lacks is skipped.
+# The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, called with the aiohttp app and the
+# RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`),
+# answering with this module's json_response / mlflow_error / status_error. The app's client_max_size
+# (MLGRID_GATEWAY_MAX_BODY_MB) bounds bodies read whole; stream large uploads from request.content.
+# A module this build lacks is skipped.
 EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui")
 
 
@@ -98,11 +102,14 @@ class RestGateway:
         self.backends = {backend.service: backend for backend in backends}
         self.timeout = config.rest_timeout_seconds
         self.app = web.Application(
-            client_max_size=config.max_body_mb * 1024 * 1024, middlewares=[http_error_middleware(config.max_body_mb)]
+            client_max_size=config.max_body_mb * 1024 * 1024,
+            middlewares=[http_metrics_middleware(), http_error_middleware(config.max_body_mb)],
         )
         codecs = Codecs()
+        self.endpoints = []
         for route in routes(list(self.backends)):
             self.app.router.add_route(route.verb, route.path, self._handler(route, codecs))
+        self.app.on_cleanup.append(self._close_endpoints)
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         for name in EXTENSIONS:
@@ -116,6 +123,7 @@ class RestGateway:
     def _handler(self, route: Route, codecs: Codecs) -> Callable:
         backend = self.backends[route.service]
         shape = endpoint(route.annotated_path, route.method, codecs)
+        self.endpoints.append(shape)
         path_params = "{" in route.path
         if backend.channel is None:
             async def unrouted(request: web.Request) -> web.Response:
@@ -137,14 +145,10 @@ class RestGateway:
                 if path_params:
                     obj.update(request.match_info)
                 message, state = shape.decode(obj)
-                call = open_call(message, timeout=timeout)
                 if shape.streaming:
-                    try:
-                        body = await shape.collect(call, state)
-                    finally:
-                        call.cancel()
+                    body = await shape.collect(lambda: open_call(message, timeout=timeout), state)
                 else:
-                    body = shape.encode(await call, state)
+                    body = shape.encode(await open_call(message, timeout=timeout), state)
             except MlgridError as error:
                 return status_error(error.code, error.message)
             except grpc.aio.AioRpcError as error:
@@ -158,3 +162,7 @@ class RestGateway:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _close_endpoints(self, app: web.Application) -> None:
+        for shape in self.endpoints:
+            shape.close()

@@ -95,7 +95,10 @@ def test_ajax_api_paths_and_unknown_fields(mlflow_server_url):
 
 def test_health_and_metrics(mlflow_server_url):
     assert requests.get(f"{mlflow_server_url}/health").text == "OK"
-    assert "mlgrid_grpc_requests_total" in requests.get(f"{mlflow_server_url}/metrics").text
+    requests.get(f"{mlflow_server_url}{API}/experiments/get", params={"experiment_id": "0"})
+    metrics = requests.get(f"{mlflow_server_url}/metrics").text
+    assert "mlgrid_grpc_requests_total" in metrics
+    assert 'mlgrid_http_requests_total{method="GET",route="/api/2.0/mlflow/experiments/get",status="200"}' in metrics
 
 
 def test_the_gateway_serves_its_backends_over_rest(gateway):

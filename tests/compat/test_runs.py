@@ -79,3 +79,15 @@ def test_a_missing_run_is_resource_does_not_exist(client):
         client.get_run("0" * 32)
     assert raised.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     assert raised.value.get_http_status_code() == 404
+
+
+def test_a_run_without_an_experiment_goes_to_the_default_one_and_nests(client, monkeypatch):
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)  # as in a fresh process
+    with mlflow.start_run() as parent:
+        with mlflow.start_run(nested=True) as child:
+            pass
+    assert parent.info.experiment_id == "0" == client.get_experiment_by_name("Default").experiment_id
+    assert client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert mlflow.last_active_run().info.run_id == parent.info.run_id

@@ -1,4 +1,5 @@
 """The gateway's MLflow JSON adapter (mlflow_json) and its route table (rest_routes), without a server."""
+import base64
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from multidict import MultiDict
 from mlgrid.v1 import registry_pb2, tracking_pb2
 from services.common.errors import InvalidArgument
 from services.gateway import mlflow_json
-from services.gateway.mlflow_json import Codecs, endpoint, page_token
+from services.gateway.mlflow_json import Codecs, ParkedStreams, endpoint, page_token
 from services.gateway.rest_routes import routes
 
 CODECS = Codecs()
@@ -68,6 +69,11 @@ def test_wrong_types_name_the_field(obj, field):
         codec(tracking_pb2.LogMetricRequest).decode(obj)
 
 
+def test_a_string_protobuf_cannot_hold_is_refused_by_name():
+    with pytest.raises(InvalidArgument, match=r"'tags\[0\]\.key'.*surrogates"):
+        codec(tracking_pb2.CreateRunRequest).decode({"experiment_id": "1", "tags": [{"key": "\ud800", "value": "v"}]})
+
+
 def test_nested_errors_name_the_path():
     with pytest.raises(InvalidArgument, match=r"'datasets\[1\]\.dataset\.name'"):
         codec(tracking_pb2.LogInputsRequest).decode({"datasets": [{}, {"dataset": {"name": 1}}]})
@@ -109,44 +115,99 @@ def test_parse_body():
 
 
 class Stream:
-    """A server stream of MetricSeries, as grpc.aio's call iterates it; records how far it was read."""
+    """A server stream of MetricSeries as grpc.aio's call gives it; records how far it was read and its cancel."""
 
-    def __init__(self, pages):
-        self.pages, self.read = pages, 0
+    def __init__(self, steps_per_message):
+        self.pages = [series(steps) for steps in steps_per_message]
+        self.read, self.cancelled = 0, False
 
     async def __aiter__(self):
         for page in self.pages:
             self.read += 1
             yield page
 
+    def cancel(self):
+        self.cancelled = True
+
 
 def series(steps):
     return tracking_pb2.MetricSeries(key="loss", steps=steps, timestamps=[s * 10 for s in steps], values=[s / 2 for s in steps])
 
 
-async def test_metric_history_pages_are_cut_from_the_stream():
-    history = endpoint("/api/2.0/mlflow/metrics/get-history", TRACKING.methods_by_name["GetMetricHistory"], CODECS)
+HISTORY = [[0, 1], [2, 3], [4], [5]]
+
+
+class Opener:
+    """open_stream for MetricHistory.collect: a new Stream of HISTORY per call, remembered."""
+
+    def __init__(self):
+        self.streams = []
+
+    def __call__(self):
+        self.streams.append(Stream(HISTORY))
+        return self.streams[-1]
+
+
+def history_endpoint():
+    return endpoint("/api/2.0/mlflow/metrics/get-history", TRACKING.methods_by_name["GetMetricHistory"], Codecs())
+
+
+async def test_metric_history_pages_go_on_reading_one_stream():
+    history, opener = history_endpoint(), Opener()
     request, state = history.decode({"run_uuid": "r", "metric_key": "loss", "max_results": 3})
     assert (request.run_id, request.metric_key, request.page_size) == ("r", "loss", 3)
-    stream = Stream([series([0, 1]), series([2, 3]), series([4]), series([5])])
-    first = await history.collect(stream, state)
-    assert [m["step"] for m in first["metrics"]] == [0, 1, 2] and stream.read == 2
+    first = await history.collect(opener, state)
+    assert [m["step"] for m in first["metrics"]] == [0, 1, 2]
     assert first["metrics"][1] == {"key": "loss", "value": 0.5, "timestamp": 10, "step": 1}
+    assert opener.streams[0].read == 2 and not opener.streams[0].cancelled  # parked, in the middle of a message
 
     _, state = history.decode({"run_id": "r", "metric_key": "loss", "max_results": "3", "page_token": first["next_page_token"]})
-    last = await history.collect(Stream([series([0, 1]), series([2, 3]), series([4]), series([5])]), state)
+    last = await history.collect(opener, state)
     assert [m["step"] for m in last["metrics"]] == [3, 4, 5] and "next_page_token" not in last
+    assert len(opener.streams) == 1 and opener.streams[0].cancelled
 
+    # The same token again: its stream is gone, so the history is read again up to the offset.
+    assert [m["step"] for m in (await history.collect(opener, state))["metrics"]] == [3, 4, 5]
+    assert len(opener.streams) == 2
+
+
+async def test_a_page_ending_on_a_message_boundary_knows_whether_more_follow():
+    history, opener = history_endpoint(), Opener()
+    _, state = history.decode({"run_id": "r", "metric_key": "loss", "max_results": 4})
+    first = await history.collect(opener, state)
+    assert [m["step"] for m in first["metrics"]] == [0, 1, 2, 3] and first["next_page_token"]
+    _, state = history.decode({"run_id": "r", "metric_key": "loss", "max_results": 2, "page_token": first["next_page_token"]})
+    last = await history.collect(opener, state)
+    assert [m["step"] for m in last["metrics"]] == [4, 5] and "next_page_token" not in last
+
+
+async def test_metric_history_without_pages_and_mlflows_own_tokens():
+    history, opener = history_endpoint(), Opener()
     _, state = history.decode({"run_id": "r", "metric_key": "loss"})  # no max_results: everything
-    assert len((await history.collect(Stream([series(list(range(5)))] * 2), state))["metrics"]) == 10
-    assert await history.collect(Stream([]), state) == {}
+    assert [m["step"] for m in (await history.collect(opener, state))["metrics"]] == list(range(6))
+    mlflow_token = base64.b64encode(b'{"offset": 5}').decode()
+    _, state = history.decode({"run_id": "r", "metric_key": "loss", "max_results": 10, "page_token": mlflow_token})
+    assert [m["step"] for m in (await history.collect(opener, state))["metrics"]] == [5]
+    assert all(stream.cancelled for stream in opener.streams)
+    _, state = history.decode({"run_id": "r", "metric_key": "nothing"})
+    assert await history.collect(lambda: Stream([]), state) == {}
+
+
+async def test_parked_streams_are_bounded_and_closed():
+    history, opener = history_endpoint(), Opener()
+    _, state = history.decode({"run_id": "r", "metric_key": "loss", "max_results": 1})
+    for _ in range(ParkedStreams.LIMIT + 1):
+        await history.collect(opener, state)
+    assert opener.streams[0].cancelled and not any(s.cancelled for s in opener.streams[1:])
+    history.close()
+    assert all(s.cancelled for s in opener.streams)
 
 
 def test_metric_history_refuses_bad_pages():
-    history = endpoint("/api/2.0/mlflow/metrics/get-history", TRACKING.methods_by_name["GetMetricHistory"], CODECS)
+    history = history_endpoint()
     with pytest.raises(InvalidArgument, match="positive integer"):
         history.decode({"run_id": "r", "metric_key": "m", "max_results": 0})
-    for token in ("nope", page_token(-1), "e30="):
+    for token in ("nope", page_token(-1, ""), "e30=", base64.b64encode(b"[1]").decode()):
         with pytest.raises(InvalidArgument, match="Invalid page token"):
             history.decode({"run_id": "r", "metric_key": "m", "page_token": token})
 
