@@ -16,7 +16,8 @@ import grpc
 
 from mlgrid.artifacts import ArtifactClient, ArtifactRoot
 from mlgrid.entities import (
-    DatasetInput, Experiment, FileInfo, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag, ViewType,
+    DatasetInput, Experiment, FileInfo, LoggedModel, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag,
+    ViewType,
 )
 from mlgrid.exceptions import MlgridException
 from mlgrid.registry import RegistryMethods
@@ -364,6 +365,11 @@ class MlgridClient(RegistryMethods):
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None) -> None:
         request = pb.LogInputsRequest(run_id=run_id, datasets=[d.to_proto() for d in datasets or ()])
         self._unary(self._stub.LogInputs, request, idempotent=False)
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        """An MLflow 3 logged model (models:/<model_id>), as mlflow.MlflowClient.get_logged_model."""
+        request = pb.GetLoggedModelRequest(model_id=model_id)
+        return LoggedModel.from_proto(self._unary(self._stub.GetLoggedModel, request, idempotent=True).model)
 
     # metric history and high-rate ingest
 

@@ -252,6 +252,35 @@ class Run:
 
 
 @dataclass(slots=True)
+class LoggedModel:
+    """An MLflow 3 logged model: models:/<model_id> names it; its files are at artifact_location."""
+
+    model_id: str
+    experiment_id: str
+    name: str
+    artifact_location: str
+    status: str  # "PENDING", "READY" or "UPLOAD_FAILED"
+    source_run_id: str = ""
+    model_type: str = ""
+    creation_timestamp: int = 0
+    last_updated_timestamp: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)  # every point logged with this model's id
+
+    @classmethod
+    def from_proto(cls, proto: pb.LoggedModel) -> LoggedModel:
+        info = proto.info
+        return cls(
+            info.model_id, info.experiment_id, info.name, info.artifact_uri,
+            pb.LoggedModelStatus.Name(info.status).removeprefix("LOGGED_MODEL_"), info.source_run_id, info.model_type,
+            info.creation_timestamp_ms, info.last_updated_timestamp_ms, {t.key: t.value for t in info.tags},
+            {p.key: p.value for p in proto.data.params},
+            [Metric.from_proto(m) for m in proto.data.metrics],
+        )
+
+
+@dataclass(slots=True)
 class MetricHistory:
     """All points of one metric of one run as parallel columns, sorted by step, then timestamp."""
 

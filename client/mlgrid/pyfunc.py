@@ -158,7 +158,7 @@ def load_pyfunc_from_dir(model_dir: str, model_config: dict | None = None) -> Py
 
 def load_model(model_uri: str, dst_path: str | None = None, model_config: dict | None = None) -> PyFuncModel:
     """The model at `model_uri` (a local folder, runs:/<run_id>/<path>, models:/<name>/<version>,
-    models:/<name>@<alias>, mlgrid-artifacts:/...) as a PyFuncModel."""
+    models:/<name>@<alias>, models:/<logged model id>, mlgrid-artifacts:/...) as a PyFuncModel."""
     return load_pyfunc_from_dir(download_model(model_uri, dst_path), model_config)
 
 

@@ -15,6 +15,7 @@ the server says it supports them (/api/3.0/mlflow/server-info), and streams othe
 """
 from __future__ import annotations
 
+import logging
 import mimetypes
 import posixpath
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ TEXT_EXTENSIONS = frozenset(
 TEXT_FILE_NAMES = frozenset({"MLmodel", "MLproject"})
 
 SERVICE = "mlgrid.v1.ArtifactService"
+log = logging.getLogger("mlgrid.gateway.artifacts")
 
 
 def guess_mime_type(file_name: str) -> str:
@@ -72,6 +74,8 @@ async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 
 class MlflowArtifactsApi:
+    """The handlers. Listing and deleting take the gateway's REST timeout; transfers last as long as they stream."""
+
     def __init__(self, backend: Backend, rest: RestGateway):
         self._backend = backend
         self._rest = rest
@@ -121,7 +125,12 @@ class MlflowArtifactsApi:
         except grpc.aio.AioRpcError as error:
             if response is None:
                 return self._error(error)
-            raise  # mid-file: the connection is dropped, short of Content-Length, so the client sees it
+            # Mid-file, with the headers sent: the connection is dropped short of Content-Length, which
+            # the client reports as an incomplete download.
+            log.warning("download of %r failed after it started: %s", target.path, self._backend.details(error))
+            if request.transport is not None:
+                request.transport.close()
+            return response
         finally:
             call.cancel()
         await response.write_eof()
@@ -150,7 +159,8 @@ class MlflowArtifactsApi:
         try:
             while True:
                 page = await self._stub.ListArtifacts(
-                    pb.ListArtifactsRequest(target=self._target(path), max_results=LIST_PAGE, page_token=page_token)
+                    pb.ListArtifactsRequest(target=self._target(path), max_results=LIST_PAGE, page_token=page_token),
+                    timeout=self._rest.timeout,
                 )
                 for f in page.files:
                     entry = {"path": posixpath.basename(f.path), "is_dir": f.is_dir}
@@ -166,7 +176,8 @@ class MlflowArtifactsApi:
 
     async def delete(self, request: web.Request) -> web.Response:
         try:
-            await self._stub.DeleteArtifact(pb.DeleteArtifactRequest(target=self._target(request.match_info["path"])))
+            target = self._target(request.match_info["path"])
+            await self._stub.DeleteArtifact(pb.DeleteArtifactRequest(target=target), timeout=self._rest.timeout)
         except grpc.aio.AioRpcError as error:
             return self._error(error)
         return json_response({})

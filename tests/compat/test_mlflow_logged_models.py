@@ -57,8 +57,12 @@ def test_log_register_alias_and_load(client, server, iris):
         assert np.array_equal(mlflow.pyfunc.load_model(uri).predict(X[:10]), expected), uri
     # The same version through mlgrid's own client (gRPC), from the logged model's location.
     mlgrid.set_tracking_uri(server["uri"])
-    loaded = mlgrid.pyfunc.load_model(f"models:/{name}@champion")
-    assert np.array_equal(np.asarray(loaded.predict(X[:10])).ravel(), expected)
+    for uri in (f"models:/{name}@champion", f"models:/{model_id}"):
+        assert np.array_equal(np.asarray(mlgrid.pyfunc.load_model(uri).predict(X[:10])).ravel(), expected), uri
+    with mlgrid.MlgridClient(server["uri"]) as grpc_client:
+        logged_over_grpc = grpc_client.get_logged_model(model_id)
+    assert (logged_over_grpc.status, logged_over_grpc.params) == ("READY", {"C": "1.0"})
+    assert logged_over_grpc.artifact_location == f"mlgrid-artifacts:/{run.info.experiment_id}/models/{model_id}/artifacts"
 
 
 def test_registered_model_name_on_log_model(client, iris):

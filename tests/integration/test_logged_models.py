@@ -96,6 +96,8 @@ async def test_metrics_linked_to_a_model_and_run_outputs(store):
     assert metrics[1].key == "loss" and math.isnan(metrics[1].value) and metrics[1].dataset_name == "eval"
     run = await store.get_run(run_id)
     assert [(o.model_id, o.step) for o in run.outputs.model_outputs] == [(model_id, 0)]
+    found = (await store.search_runs([exp_id], "", pb.ACTIVE_ONLY, [], 0, "")).runs
+    assert [(r.info.run_id, [o.model_id for o in r.outputs.model_outputs]) for r in found] == [(run_id, [model_id])]
 
     other = await store.create_run(exp_id, "me", None, [], "scorer")
     await store.logged_models.link_run(other.info.run_id, (), [pb.ModelInput(model_id=model_id)])

@@ -1,10 +1,11 @@
 """From a model URI to a local model folder: a local path, runs:/<run_id>/<path>,
-mlgrid-artifacts:/<path> (or mlflow-artifacts:/), or models:/<name>/<version|stage|latest> and
-models:/<name>@<alias>, which the registry resolves to its source. Files come through the artifact
-service, so its path checks apply."""
+mlgrid-artifacts:/<path> (or mlflow-artifacts:/), models:/<name>/<version|stage|latest> and
+models:/<name>@<alias>, which the registry resolves to its source, or models:/<model id> (an MLflow 3
+logged model, at its artifact location). Files come through the artifact service, so its path checks apply."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from urllib.parse import urlparse
 
@@ -13,6 +14,7 @@ import grpc
 from mlgrid.exceptions import MlgridException
 
 ARTIFACT_SCHEMES = ("runs", "mlgrid-artifacts", "mlflow-artifacts")
+LOGGED_MODEL_URI = re.compile(r"^models:/m-[0-9a-f]{32}$")  # an MLflow 3 logged model
 
 
 def _client(tracking_uri: str | None):
@@ -38,8 +40,11 @@ def download_model(model_uri: str, dst_path: str | None = None, tracking_uri: st
     if parsed.scheme == "models":
         client = _client(tracking_uri)
         try:
-            version = client.resolve_model_uri(model_uri)
-            source = version.storage_location or version.source  # a logged model's files are at its location
+            if LOGGED_MODEL_URI.match(model_uri):
+                source = client.get_logged_model(model_uri[len("models:/"):]).artifact_location
+            else:
+                version = client.resolve_model_uri(model_uri)
+                source = version.storage_location or version.source  # a logged model's files are at its location
         finally:
             if tracking_uri:
                 client.close()

@@ -40,6 +40,7 @@ from services.tracking.store.search import (
 ACTIVE, DELETED = "active", "deleted"
 MODEL_ID_PATTERN = re.compile(r"^m-[0-9a-f]{32}$")
 DEFAULT_PAGE = 100
+RUN_ID_CHUNK = 10_000  # bound parameters per query, under SQLite's limit
 MAX_MODEL_TYPE_LENGTH = 500
 
 # Stored as MLflow's LoggedModelStatus entity names.
@@ -312,15 +313,12 @@ class LoggedModels:
             )
         return found
 
-    async def fill_run(self, conn: AsyncConnection, run: pb.Run) -> None:
-        """The run's model outputs and model inputs."""
-        run_id = run.info.run_id
-        for row in await conn.execute(
-            select(run_outputs.c.model_id, run_outputs.c.step).where(run_outputs.c.run_uuid == run_id).order_by(run_outputs.c.model_id)
-        ):
-            run.outputs.model_outputs.add(model_id=row.model_id, step=row.step)
-        for model_id in (await conn.execute(
-            select(run_model_inputs.c.model_id).where(run_model_inputs.c.run_uuid == run_id).order_by(run_model_inputs.c.model_id)
-        )).scalars():
-            run.inputs.model_inputs.add(model_id=model_id)
-
+    async def fill_runs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
+        """The model outputs and model inputs of the runs (a search page may hold 50,000: asked in chunks)."""
+        o, i = run_outputs.c, run_model_inputs.c
+        for start in range(0, len(run_ids), RUN_ID_CHUNK):
+            chunk = run_ids[start : start + RUN_ID_CHUNK]
+            for row in await conn.execute(select(o.run_uuid, o.model_id, o.step).where(o.run_uuid.in_(chunk)).order_by(o.run_uuid, o.model_id)):
+                by_id[row.run_uuid].outputs.model_outputs.add(model_id=row.model_id, step=row.step)
+            for row in await conn.execute(select(i.run_uuid, i.model_id).where(i.run_uuid.in_(chunk)).order_by(i.run_uuid, i.model_id)):
+                by_id[row.run_uuid].inputs.model_inputs.add(model_id=row.model_id)

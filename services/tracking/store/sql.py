@@ -332,9 +332,7 @@ class SqlTrackingStore:
     async def get_run(self, run_id: str) -> pb.Run:
         async with self._reader.connect() as conn:
             row = await self._run_row(conn, validation.run_id(run_id))
-            run = (await self._load_runs(conn, [row], pb.SearchRunsResponse().runs))[0]
-            await self.logged_models.fill_run(conn, run)
-            return run
+            return (await self._load_runs(conn, [row], pb.SearchRunsResponse().runs))[0]
 
     async def update_run(self, run_id: str, status: int, end_time: int | None, run_name: str) -> pb.RunInfo:
         values = {}
@@ -442,7 +440,7 @@ class SqlTrackingStore:
         return info
 
     async def _load_runs(self, conn: AsyncConnection, rows, into) -> list[pb.Run]:
-        """Runs with their params, latest metrics, tags and inputs, in the order of `rows`, built in `into`
+        """Runs with their params, latest metrics, tags, inputs and logged models, in the order of `rows`, built in `into`
         (a repeated Run field, such as a response's)."""
         found = [into.add(info=self._run_info(r)) for r in rows]
         by_id = {run.info.run_id: run for run in found}
@@ -455,11 +453,13 @@ class SqlTrackingStore:
             await asyncio.gather(
                 *(self._pg.fill_run_data({run_id: by_id[run_id] for run_id in chunk}) for chunk in chunks),
                 self._load_inputs(conn, ids, by_id),
+                self.logged_models.fill_runs(conn, ids, by_id),
             )
         else:
             for chunk in chunks:
                 await self._fill_run_data(conn, chunk, by_id)
             await self._load_inputs(conn, ids, by_id)
+            await self.logged_models.fill_runs(conn, ids, by_id)
         return found
 
     async def _fill_run_data(self, conn: AsyncConnection, chunk: list[str], by_id: dict[str, pb.Run]) -> None:
