@@ -8,7 +8,7 @@ GRPC_PORT ?= 50051
 # Where googleapis-common-protos keeps google/api/*.proto (the protos import its HTTP annotations).
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 
-.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean
+.PHONY: dev server test chromium protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,16 @@ dev: $(VENV)/.server
 	$(VENV)/bin/mlgrid server --host $(HOST) --grpc-port $(GRPC_PORT)
 
 # The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end.
-test: $(VENV)/.dev protos-check
+test: $(VENV)/.dev protos-check chromium
 	$(PY) -m pytest -n auto -q
+
+# The UI's browser tests use Debian's Chromium: installed here when missing and we are root (best
+# effort); without it they skip.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium is not installed: the browser tests (tests/ui) will be skipped"
 
 # Regenerate the stubs under client/mlgrid from protos/ (commit the result).
 protos: $(VENV)/.dev

@@ -54,6 +54,29 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def running(cmd: list[str], port: int, env: dict | None = None):
+    """Run `cmd` (from the repository) until the block ends, once it listens on `port`."""
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[2]} exited: {open(log.name).read()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[2]} did not start: {open(log.name).read()}")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        os.unlink(log.name)
+
+
+@contextlib.contextmanager
 def start_tracking(db_url: str, **extra_env: str):
     """`python -m services.tracking` on free ports (with extra environment variables); yields its grpc:// URI."""
     port = _free_port()
@@ -66,24 +89,20 @@ def start_tracking(db_url: str, **extra_env: str):
         MLGRID_DB_AUTO_INIT="false",
         **extra_env,
     )
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "services.tracking"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tracking server exited: {open(log.name).read()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"tracking server did not start: {open(log.name).read()}")
-            time.sleep(0.05)
+    with running([sys.executable, "-m", "services.tracking"], port, env):
         yield f"grpc://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        os.unlink(log.name)
+
+
+@contextlib.contextmanager
+def start_server(db_url: str, artifacts: str):
+    """`mlgrid server` on free ports; yields (grpc:// URI, http:// URL of its REST API and UI)."""
+    grpc_port, http_port = _free_port(), _free_port()
+    cmd = [
+        sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
+        "--port", str(http_port), "--backend-store-uri", db_url, "--artifacts-destination", artifacts,
+    ]
+    with running(cmd, http_port):
+        yield f"grpc://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
 
 
 async def bulk_seed_runs(

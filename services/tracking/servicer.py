@@ -4,6 +4,7 @@ from prometheus_client import Counter
 from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.errors import InvalidArgument, MlgridError, grpc_errors
+from services.tracking.store import validation
 from services.tracking.store.sql import ACTIVE, DELETED, SqlTrackingStore, now_ms
 
 METRIC_POINTS = Counter("mlgrid_tracking_metric_points_total", "Metric points stored")
@@ -12,7 +13,6 @@ TAGS_SET = Counter("mlgrid_tracking_tags_total", "Run tags set")
 
 DEFAULT_HISTORY_PAGE = 100_000
 MAX_HISTORY_PAGE = 1_000_000
-MAX_BULK_RUNS = 100
 EMPTY = pb.Empty()
 
 
@@ -201,12 +201,27 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     @grpc_errors
     async def GetMetricHistoryBulk(self, request, context):
         page_size = _page_size(request.page_size)
-        if not request.run_ids or len(request.run_ids) > MAX_BULK_RUNS:
-            raise InvalidArgument(f"run_ids must name between 1 and {MAX_BULK_RUNS} runs, got {len(request.run_ids)}")
+        validation.bulk_run_ids(request.run_ids)
         for run_id in request.run_ids:
             history = await self.store.metric_history(run_id, request.metric_key)
             for page in _series_pages(run_id, request.metric_key, history, page_size):
                 yield page
+
+    @grpc_errors
+    async def GetMetricHistoryBulkInterval(self, request, context):
+        sampled = await self.store.sampled_metric_history(
+            request.run_ids,
+            request.metric_key,
+            request.start_step if request.HasField("start_step") else None,
+            request.end_step if request.HasField("end_step") else None,
+            request.max_results,
+        )
+        response = pb.GetMetricHistoryBulkIntervalResponse()
+        add = response.metrics.add
+        for run_id, steps, timestamps, values in sampled:
+            for step, timestamp, value in zip(steps.tolist(), timestamps.tolist(), values.tolist()):
+                add(run_id=run_id, key=request.metric_key, step=step, timestamp=timestamp, value=value)
+        return response
 
     @grpc_errors
     async def IngestMetrics(self, request_iterator, context):

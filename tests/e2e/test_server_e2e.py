@@ -18,7 +18,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import mlgrid
 from mlgrid.exceptions import MlgridException
+from mlgrid.entities import Metric
 from mlgrid.v1 import tracking_pb2 as pb
+from mlgrid.v1 import tracking_pb2_grpc
 
 
 def test_quickstart_from_the_readme(server):
@@ -249,3 +251,25 @@ def test_cli_model_registry(server):
         refused = cli(server, *args)
         assert refused.returncode == 1 and code in refused.stderr and "Traceback" not in refused.stderr
     assert [line.split()[0] for line in cli(server, "model-versions", "list", "-n", name).stdout.splitlines()[1:]] == ["2", "1"]
+
+
+def test_downsampled_history_over_grpc(server):
+    client = mlgrid.MlgridClient(server["uri"])
+    run = client.create_run(client.create_experiment(unique()))
+    for first in (0, 1000):
+        points = [Metric("m", 9.0 if step == 1234 else 0.0, 0, step) for step in range(first, first + 1000)]
+        client.log_batch(run.info.run_id, metrics=points)
+    with grpc.insecure_channel(server["uri"].removeprefix("grpc://")) as channel:
+        stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+        reply = stub.GetMetricHistoryBulkInterval(
+            pb.GetMetricHistoryBulkIntervalRequest(run_ids=[run.info.run_id], metric_key="m", max_results=100)
+        )
+        assert 0 < len(reply.metrics) <= 100 and {m.run_id for m in reply.metrics} == {run.info.run_id}
+        assert [m.step for m in reply.metrics if m.value == 9.0] == [1234]
+        zoomed = stub.GetMetricHistoryBulkInterval(
+            pb.GetMetricHistoryBulkIntervalRequest(run_ids=[run.info.run_id], metric_key="m", start_step=10, end_step=59)
+        )
+        assert [m.step for m in zoomed.metrics] == list(range(10, 60))
+        with pytest.raises(grpc.RpcError) as error:
+            stub.GetMetricHistoryBulkInterval(pb.GetMetricHistoryBulkIntervalRequest(run_ids=[run.info.run_id], metric_key="m", start_step=1))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -519,6 +519,40 @@ class GetMetricHistoryBulkRequest(_message.Message):
     page_size: int
     def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., metric_key: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
 
+class GetMetricHistoryBulkIntervalRequest(_message.Message):
+    __slots__ = ("run_ids", "metric_key", "start_step", "end_step", "max_results")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    metric_key: str
+    start_step: int
+    end_step: int
+    max_results: int
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., metric_key: _Optional[str] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., max_results: _Optional[int] = ...) -> None: ...
+
+class MetricWithRunId(_message.Message):
+    __slots__ = ("key", "value", "timestamp", "step", "run_id")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: float
+    timestamp: int
+    step: int
+    run_id: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ..., timestamp: _Optional[int] = ..., step: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class GetMetricHistoryBulkIntervalResponse(_message.Message):
+    __slots__ = ("metrics",)
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricWithRunId]
+    def __init__(self, metrics: _Optional[_Iterable[_Union[MetricWithRunId, _Mapping]]] = ...) -> None: ...
+
 class IngestBatch(_message.Message):
     __slots__ = ("batch_id", "run_id", "metrics", "params", "tags")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]

@@ -156,6 +156,11 @@ class TrackingServiceStub:
                 request_serializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkRequest.SerializeToString,
                 response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.MetricSeries.FromString,
                 _registered_method=True)
+        self.GetMetricHistoryBulkInterval = channel.unary_unary(
+                '/mlgrid.v1.TrackingService/GetMetricHistoryBulkInterval',
+                request_serializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalResponse.FromString,
+                _registered_method=True)
         self.IngestMetrics = channel.stream_unary(
                 '/mlgrid.v1.TrackingService/IngestMetrics',
                 request_serializer=mlgrid_dot_v1_dot_tracking__pb2.IngestBatch.SerializeToString,
@@ -362,6 +367,13 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetricHistoryBulkInterval(self, request, context):
+        """A chart's view of one metric of several runs: downsampled, peaks and dips kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestMetrics(self, request_iterator, context):
         """High-rate logging: a stream of batches for one or more runs.
         """
@@ -546,6 +558,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.GetMetricHistoryBulk,
                     request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkRequest.FromString,
                     response_serializer=mlgrid_dot_v1_dot_tracking__pb2.MetricSeries.SerializeToString,
+            ),
+            'GetMetricHistoryBulkInterval': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetricHistoryBulkInterval,
+                    request_deserializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalResponse.SerializeToString,
             ),
             'IngestMetrics': grpc.stream_unary_rpc_method_handler(
                     servicer.IngestMetrics,
@@ -1248,6 +1265,33 @@ class TrackingService:
             '/mlgrid.v1.TrackingService/GetMetricHistoryBulk',
             mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkRequest.SerializeToString,
             mlgrid_dot_v1_dot_tracking__pb2.MetricSeries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetricHistoryBulkInterval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.TrackingService/GetMetricHistoryBulkInterval',
+            mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalRequest.SerializeToString,
+            mlgrid_dot_v1_dot_tracking__pb2.GetMetricHistoryBulkIntervalResponse.FromString,
             options,
             channel_credentials,
             insecure,

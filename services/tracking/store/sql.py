@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import batch, logged_models, metric_codec, run_data_fields, validation
+from services.tracking.store import batch, downsample, logged_models, metric_codec, run_data_fields, validation
 from services.tracking.store.batch import RUN_NAME_TAG
 from services.tracking.store.schema import (
     datasets,
@@ -47,6 +47,7 @@ log = logging.getLogger("mlgrid.tracking")
 ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
 ID_CHUNK = 250  # runs per query when loading many runs
+HISTORY_READS_AT_ONCE = 4
 
 _ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
 _NOUNS = "ant bass bat bear bee carp cat colt crab crow deer dove duck eel elk fawn finch fox frog goat hare hawk hen lark lion lynx mole moth newt owl ram seal shrew slug snail swan toad wasp whale wolf wren yak".split()
@@ -672,6 +673,29 @@ class SqlTrackingStore:
         async with self._reader.connect() as conn:
             await self._run_row(conn, validation.run_id(run_id))
             return metric_codec.unpack(await self._chunks(conn, run_id, key))
+
+    async def sampled_metric_history(
+        self, run_ids: Sequence[str], key: str, start_step: int | None, end_step: int | None, max_results: int
+    ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """One metric of several runs for charts: per run (run_id, steps, timestamps, values) within
+        [start_step, end_step], at most max_results points, peaks and dips kept (see downsample)."""
+        validation.bulk_run_ids(run_ids)
+        validation.key("metric", key)
+        if (start_step is None) != (end_step is None):
+            raise InvalidArgument("start_step and end_step go together: give both, or neither for every step")
+        if start_step is not None and start_step > end_step:
+            raise InvalidArgument(f"start_step ({start_step}) must not be above end_step ({end_step})")
+        max_results = validation.max_results(max_results, downsample.DEFAULT_MAX_RESULTS, downsample.MAX_RESULTS)
+        sampled = []
+        # A few histories read at a time: concurrent on PostgreSQL, and never a long wait for the pool.
+        for start in range(0, len(run_ids), HISTORY_READS_AT_ONCE):
+            some = run_ids[start : start + HISTORY_READS_AT_ONCE]
+            histories = await asyncio.gather(*(self.metric_history(run_id, key) for run_id in some))
+            sampled += [
+                (run_id, *downsample.downsample(history, start_step, end_step, max_results))
+                for run_id, history in zip(some, histories)
+            ]
+        return sampled
 
     async def _chunks(self, conn: AsyncConnection, run_id: str, key: str):
         mc = metric_chunks.c

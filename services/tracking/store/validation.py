@@ -17,6 +17,7 @@ MAX_RUN_NAME_LENGTH = 250
 MAX_RESULTS_LIMIT = 50_000
 MAX_INGEST_POINTS_PER_BATCH = 1_000_000
 MAX_REQUEST_ID_LENGTH = 64
+MAX_BULK_RUNS = 100  # runs per bulk metric history request
 MAX_USER_ID_LENGTH = 256
 MAX_ARTIFACT_LOCATION_LENGTH = 950  # runs append /<run id>/artifacts within a 1000-character column
 
@@ -98,12 +99,17 @@ def user_id(value: str) -> str:
     return value
 
 
-def max_results(value: int, default: int = 1000) -> int:
+def max_results(value: int, default: int = 1000, limit: int = MAX_RESULTS_LIMIT) -> int:
     if value == 0:
         return default
-    if value < 0 or value > MAX_RESULTS_LIMIT:
-        raise InvalidArgument(f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {value}")
+    if value < 0 or value > limit:
+        raise InvalidArgument(f"max_results must be between 1 and {limit}, got {value}")
     return value
+
+
+def bulk_run_ids(run_ids) -> None:
+    if not run_ids or len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidArgument(f"run_ids must name between 1 and {MAX_BULK_RUNS} runs, got {len(run_ids)}")
 
 
 def batch_sizes(n_metrics: int, n_params: int, n_tags: int) -> None:
