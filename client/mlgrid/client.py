@@ -35,6 +35,8 @@ CHANNEL_OPTIONS = [
     # than gRPC servers accept by default (5 minutes), or they close the connection.
     ("grpc.keepalive_time_ms", 360_000),
     ("grpc.keepalive_timeout_ms", 20_000),
+    # Reconnect to a restarted server within two seconds (gRPC's default backoff grows to two minutes).
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 UNARY_TIMEOUT_S = 120
 # Waits before each retry of an idempotent call refused with UNAVAILABLE.

@@ -9,6 +9,7 @@ import grpc
 
 from mlgrid.v1 import tracking_pb2, tracking_pb2_grpc
 from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.server import CHANNEL_OPTIONS
 
 MAX_CACHED_RUNS = 10_000
 TRACKING_TIMEOUT_S = 10
@@ -69,7 +70,7 @@ class GrpcRunResolver(RunResolver):
     def __init__(self, target: str, cache_seconds: float):
         super().__init__(cache_seconds)
         self._target = target
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
 
     async def _fetch(self, run_id: str) -> RunRef:

@@ -7,7 +7,7 @@ import logging
 import grpc
 from google.protobuf import descriptor_pool
 
-from services.common.server import GRPC_OPTIONS
+from services.common.server import CHANNEL_OPTIONS
 
 log = logging.getLogger("mlgrid.gateway")
 
@@ -48,7 +48,7 @@ class Backend:
         self.label = label
         self.target = target
         self.env_var = env_var
-        self.channel = grpc.aio.insecure_channel(target, options=GRPC_OPTIONS) if target else None
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) if target else None
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     @property

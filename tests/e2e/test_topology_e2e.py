@@ -155,7 +155,7 @@ def test_a_killed_service_comes_back_without_losing_acknowledged_data(topology):
         assert "tracking" in refused.value.details()
 
     topology.start("tracking")
-    client.log_metric(run_id, "after", 1.0, step=0)  # the client's channel reconnects (retrying while UNAVAILABLE)
+    client.log_metric(run_id, "after", 1.0, step=0)  # the gateway reconnects to a restarted backend within a second
     history = client.get_metric_history(run_id, "before")
     assert [point.step for point in history] == list(range(acknowledged))
     assert [point.key for point in client.get_metric_history(run_id, "after")] == ["after"]
