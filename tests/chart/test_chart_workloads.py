@@ -7,9 +7,10 @@ import json
 import re
 
 import pytest
+import yaml
 
 import services.common.config as config
-from chartlib import FULLNAME, REPO, SERVING_MODELS, component_of, container_env, of_kind, one, pod_spec, rendered
+from chartlib import FULLNAME, REPO, SERVING_MODELS, component_of, container_env, of_kind, one, pod_spec, rendered, template
 from services.serving.service import parse_models
 
 COMPONENTS = ["tracking", "artifacts", "registry", "serving", "gateway"]
@@ -156,3 +157,17 @@ def test_serving_models_are_the_values_as_json():
     # ...and serving parses them: per-model settings, the rest from MLGRID_SERVING_*.
     specs = parse_models(models, config.ServingConfig(workers=1))
     assert [(s.name, s.uri, s.workers) for s in specs] == [("fraud", "models:/fraud@champion", 2), ("iris", "models:/iris/3", 1)]
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({}, 2 * 3 * 10 + 2 * 2 * 10 + 1 + 10),
+    ({"tracking": {"replicaCount": 4}, "registry": {"replicaCount": 1}, "database": {"poolSize": 20}}, 4 * 3 * 20 + 1 * 2 * 20 + 1 + 10),
+    ({"postgresql": {"maxConnections": 500}}, 500),
+])
+def test_postgresql_max_connections_covers_every_pool(values, expected):
+    """A tracking replica holds up to 3 x MLGRID_DB_POOL_SIZE connections, a registry replica 2 x."""
+    result = template(values)
+    assert result.returncode == 0, result.stderr
+    statefulset = next(o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "StatefulSet" and component_of(o) == "postgresql")
+    (container,) = pod_spec(statefulset)["containers"]
+    assert f"max_connections={expected}" in container["args"]
