@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +60,9 @@ def find_helm() -> str | None:
 
 
 HELM = find_helm()
+# Every chart test module: `pytestmark = requires_helm`.
+requires_helm = pytest.mark.skipif(
+    HELM is None, reason="no helm binary: set HELM, put helm on PATH, or run `make .tools/helm` (make test does)")
 
 
 def helm(*args: str) -> subprocess.CompletedProcess:
@@ -78,6 +82,12 @@ def rendered(value_set: str) -> tuple[dict, ...]:
     result = template(VALUE_SETS[value_set])
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@pytest.fixture(params=list(VALUE_SETS))
+def objects(request) -> tuple[dict, ...]:
+    """The chart rendered with each value set in turn (import it into a test module to use it)."""
+    return rendered(request.param)
 
 
 def of_kind(objects, kind: str) -> dict[str, dict]:

@@ -6,7 +6,9 @@ import re
 
 from prometheus_client import REGISTRY
 
-from chartlib import FULLNAME, REPO, one, rendered
+from chartlib import FULLNAME, one, rendered, REPO, requires_helm
+
+pytestmark = requires_helm
 
 SCRAPE_LABELS = {"namespace", "pod", "service", "job", "instance", "le"}  # added by Prometheus or the histogram
 

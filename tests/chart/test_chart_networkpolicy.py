@@ -3,7 +3,9 @@ serving take connections from outside the release; the database only from tracki
 MinIO only from artifacts, serving and the bucket Job; every connection the components make is allowed."""
 import pytest
 
-from chartlib import NAMESPACE, of_kind, rendered
+from chartlib import NAMESPACE, objects, of_kind, rendered, requires_helm  # noqa: F401 (objects: a fixture)
+
+pytestmark = requires_helm
 
 OUTSIDER = ("elsewhere", {"app": "training-job"})
 PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus"})

@@ -6,7 +6,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chartlib import CHART, FULLNAME, helm, one, rendered
+from chartlib import CHART, FULLNAME, helm, objects, one, rendered, requires_helm  # noqa: F401 (objects: a fixture)
+
+pytestmark = requires_helm
 
 CRD_KINDS = {"ServiceMonitor"}  # prometheus-operator's: not in Kubernetes' schemas
 

@@ -4,8 +4,12 @@ import base64
 import pytest
 from click import Argument
 
-from chartlib import FULLNAME, VALUE_SETS, hook_events, hook_weight, of_kind, one, pod_spec, rendered
+from chartlib import (  # noqa: F401 (objects: a fixture)
+    FULLNAME, hook_events, hook_weight, objects, of_kind, one, pod_spec, rendered, requires_helm, VALUE_SETS,
+)
 from mlgrid.cli.main import cli
+
+pytestmark = requires_helm
 
 # The secret strings the value sets give, which must appear in Secrets only.
 SECRETS = ["db-s3cret-pw", "s3-s3cret-access-key", "pg-s3cret-pw", "minio-s3cret-pw"]

@@ -1,7 +1,9 @@
 """values.schema.json: a wrong value fails `helm template` (as it fails install and upgrade) saying where and why."""
 import pytest
 
-from chartlib import template
+from chartlib import requires_helm, template
+
+pytestmark = requires_helm
 
 MODEL = {"name": "fraud", "uri": "models:/fraud@champion"}
 

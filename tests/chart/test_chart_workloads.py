@@ -10,8 +10,12 @@ import pytest
 import yaml
 
 import services.common.config as config
-from chartlib import FULLNAME, REPO, SERVING_MODELS, component_of, container_env, of_kind, one, pod_spec, rendered, template
+from chartlib import (  # noqa: F401 (objects: a fixture)
+    component_of, container_env, FULLNAME, objects, of_kind, one, pod_spec, rendered, REPO, requires_helm, SERVING_MODELS, template,
+)
 from services.serving.service import parse_models
+
+pytestmark = requires_helm
 
 COMPONENTS = ["tracking", "artifacts", "registry", "serving", "gateway"]
 
