@@ -69,12 +69,16 @@ def helm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60)
 
 
-def template(values: dict) -> subprocess.CompletedProcess:
-    """`helm template` of the chart with these values (as JSON, which is YAML)."""
+def with_values(command: str, values: dict, *args: str) -> subprocess.CompletedProcess:
+    """`helm <command>` of the chart with these values (as JSON, which is YAML)."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         json.dump(values, file)
         file.flush()
-        return helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", file.name)
+        return helm(command, *args, str(CHART), "--namespace", NAMESPACE, "--values", file.name)
+
+
+def template(values: dict) -> subprocess.CompletedProcess:
+    return with_values("template", values, RELEASE)
 
 
 @functools.cache

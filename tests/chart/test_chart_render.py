@@ -6,7 +6,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chartlib import CHART, FULLNAME, helm, objects, one, rendered, requires_helm  # noqa: F401 (objects: a fixture)
+from chartlib import CHART, FULLNAME, objects, one, rendered, requires_helm, VALUE_SETS, with_values  # noqa: F401 (objects: a fixture)
 
 pytestmark = requires_helm
 
@@ -21,9 +21,11 @@ def claimed_versions() -> list[str]:
     return [f"{oldest.group(1)}.0", kubernetes_validate.latest_version()]
 
 
-def test_helm_lint_strict():
-    result = helm("lint", "--strict", str(CHART))
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_helm_lint_strict(value_set):
+    result = with_values("lint", VALUE_SETS[value_set], "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
 
 
 @pytest.mark.parametrize("version", claimed_versions())

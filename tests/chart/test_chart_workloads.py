@@ -4,6 +4,7 @@ import ast
 import importlib
 import inspect
 import json
+import os
 import re
 
 import pytest
@@ -41,13 +42,17 @@ REQUIRED = {
 }
 
 
-def variables_read(component: str) -> set[str]:
-    """The MLGRID_* names `python -m services.<component>` reads: those of the config classes its __main__
-    imports, and ServerConfig's (serve_alone reads it for every service)."""
+def config_classes(component: str) -> list[type]:
+    """The config classes `python -m services.<component>` reads: those its __main__ imports, and ServerConfig
+    (serve_alone reads it for every service)."""
     tree = ast.parse((REPO / "services" / component / "__main__.py").read_text())
-    classes = {"ServerConfig"} | {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                                  and node.module == "services.common.config" for alias in node.names}
-    return {name for cls in classes for name in re.findall(r'"(MLGRID_[A-Z0-9_]+)"', inspect.getsource(getattr(config, cls).from_env))}
+    names = {"ServerConfig"} | {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                                and node.module == "services.common.config" for alias in node.names}
+    return [getattr(config, name) for name in sorted(names)]
+
+
+def variables_read(component: str) -> set[str]:
+    return {name for cls in config_classes(component) for name in re.findall(r'"(MLGRID_[A-Z0-9_]+)"', inspect.getsource(cls.from_env))}
 
 
 def deployments(objects) -> dict[str, dict]:
@@ -135,6 +140,22 @@ def test_env_is_what_the_service_reads(objects):
         assert not unknown, f"{component} is given variables it does not read: {sorted(unknown)}"
         missing = REQUIRED[component] - set_here
         assert not missing, f"{component} lacks {sorted(missing)}"
+
+
+def test_services_parse_the_env_they_are_given(objects, monkeypatch):
+    """Each service's config classes read the rendered values (a wrong type would stop the service at start)."""
+    for component, deployment in deployments(objects).items():
+        (container,) = pod_spec(deployment)["containers"]
+        env = {name: entry.get("value", "from-a-secret") for name, entry in container_env(objects, container).items()}
+        with monkeypatch.context() as patched:
+            for name in [n for n in os.environ if n.startswith(("MLGRID_", "AWS_"))]:
+                patched.delenv(name)
+            for name, value in env.items():
+                patched.setenv(name, value)
+            server = config.ServerConfig.from_env()
+            assert server.grpc_port == int(env["MLGRID_GRPC_PORT"]) and server.shutdown_grace_seconds == 30
+            for cls in config_classes(component):
+                cls.from_env()
 
 
 def test_targets_name_the_services_and_ports(objects):
