@@ -28,9 +28,6 @@ HEALTH_SERVICE = {
     "serving": "services.serving.grpc_servicer",
 }
 
-# Variables the chart sets for a service that does not read them yet: the gateway's HTTP side (issue 6).
-PENDING = {"gateway": {"MLGRID_GATEWAY_HTTP_PORT"}}
-
 # What a service can't do without in a cluster (its defaults are for one machine).
 REQUIRED = {
     "tracking": {"MLGRID_GRPC_PORT", "MLGRID_METRICS_PORT", "MLGRID_BACKEND_STORE_URI"},
@@ -136,7 +133,7 @@ def test_env_is_what_the_service_reads(objects):
     for component, deployment in deployments(objects).items():
         (container,) = pod_spec(deployment)["containers"]
         set_here = {name for name in container_env(objects, container) if name.startswith("MLGRID_")}
-        unknown = set_here - variables_read(component) - PENDING.get(component, set())
+        unknown = set_here - variables_read(component)
         assert not unknown, f"{component} is given variables it does not read: {sorted(unknown)}"
         missing = REQUIRED[component] - set_here
         assert not missing, f"{component} lacks {sorted(missing)}"
