@@ -36,7 +36,7 @@ dev: $(VENV)/.server
 # The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end, UI (with Chromium), chart (with helm).
 test: $(VENV)/.dev protos-check chromium
 	@$(MAKE) --no-print-directory $(HELM) || echo "could not fetch helm: tests/chart will be skipped"
-	HELM=$(HELM) $(PY) -m pytest -n auto -q
+	HELM=$(HELM) $(PY) -m pytest -n auto --dist loadgroup -q
 
 # The Helm chart: lint, then render it with several value sets and check what comes out (tests/chart).
 chart-test: $(VENV)/.dev $(HELM)

@@ -278,10 +278,10 @@ def bench_grpc_overhead(admin_url: str, calls: int = 5000) -> dict:
 
     with fresh_database(admin_url) as url, start_tracking(url) as tracking_uri:
         tracking_target = tracking_uri.removeprefix("grpc://")
-        gateway_port, metrics_port = _free_port(), _free_port()
-        env = {"MLGRID_GRPC_PORT": str(gateway_port), "MLGRID_GATEWAY_HTTP_PORT": str(metrics_port), "MLGRID_METRICS_PORT": str(metrics_port),
+        gateway_port, http_port = _free_port(), _free_port()
+        env = {"MLGRID_GRPC_PORT": str(gateway_port), "MLGRID_GATEWAY_HTTP_PORT": str(http_port), "MLGRID_METRICS_PORT": "0",
                "MLGRID_GATEWAY_TRACKING_TARGET": tracking_target, "MLGRID_HOST": "127.0.0.1"}
-        with process([sys.executable, "-m", "services.gateway"], metrics_port, env):
+        with process([sys.executable, "-m", "services.gateway"], http_port, env):
             with grpc.insecure_channel(tracking_target) as channel:
                 stub = tracking_pb2_grpc.TrackingServiceStub(channel)
                 experiment_id = stub.CreateExperiment(pb.CreateExperimentRequest(name="overhead")).experiment_id

@@ -3,11 +3,14 @@ PostgreSQL and S3, the gateway in front, configured as the chart configures the 
 through the gateway, a model registered and served, metrics from every service, and a service killed
 and restarted mid-run without losing acknowledged data."""
 import asyncio
+import json
 import os
+import re
 import signal
 import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -31,6 +34,10 @@ async def _admin(admin_url: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+# One topology for the module: its tests run in one xdist worker (make test passes --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("topology")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +100,9 @@ def test_the_stock_mlflow_client_through_the_gateway(topology, tmp_path):
         mlflow.set_tracking_uri(None)
 
 
-def test_a_registered_model_served(topology):
+@pytest.fixture(scope="module")
+def served(topology):
+    """An iris model trained, logged and registered through the gateway, @champion served by its own process."""
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -110,12 +119,15 @@ def test_a_registered_model_served(topology):
     topology.start("serving", timeout=120)
     topology.stop("gateway")
     topology.start("gateway")  # now with its route to serving
+    return {"model": model, "rows": x.head(3), "serving": serving}
 
-    rows = x.head(3)
-    body = ('{"dataframe_split": {"columns": %s, "data": %s}}' % (list(rows.columns), rows.values.tolist())).replace("'", '"')
-    request = urllib.request.Request(f"http://127.0.0.1:{serving.http_port}/invocations", body.encode(), {"Content-Type": "application/json"})
+
+def test_a_registered_model_served(topology, served):
+    model, rows = served["model"], served["rows"]
+    body = json.dumps({"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}})
+    request = urllib.request.Request(f"http://127.0.0.1:{served['serving'].http_port}/invocations", body.encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.read().decode().replace(" ", "") == '{"predictions":%s}' % str(model.predict(rows).tolist()).replace(" ", "")
+        assert json.loads(response.read()) == {"predictions": model.predict(rows).tolist()}
 
     with grpc.insecure_channel(topology.processes["gateway"].grpc_target) as channel:  # OIP through the gateway
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
@@ -128,14 +140,24 @@ def test_a_registered_model_served(topology):
     assert predicted.tolist() == model.predict(rows).tolist()
 
 
-def test_every_service_exports_metrics(topology):
+def scrape(process) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def test_every_service_exports_metrics(topology, served):
     for name, process in topology.processes.items():
-        if not process.pid:
-            continue
-        path = "/metrics"
-        with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}{path}", timeout=10) as response:
-            text = response.read().decode()
-        assert "mlgrid_grpc_requests_total" in text or "mlgrid_serving_requests_total" in text, name
+        assert re.search(r"^mlgrid_(grpc|http|serving)_requests_total", scrape(process), re.M), f"{name} exports no request counter"
+
+
+def test_the_dashboard_queries_only_metrics_the_services_export(topology, served):
+    dashboard = json.loads((Path(REPO) / "deploy/helm/mlgrid/dashboards/mlgrid.json").read_text())
+    queried = set(re.findall(r"\b(mlgrid_[a-z0-9_]+)", json.dumps(dashboard)))
+    exported = set()
+    for process in topology.processes.values():
+        exported |= set(re.findall(r"^# TYPE (mlgrid_[a-z0-9_]+)", scrape(process), re.M))
+    families = {re.sub(r"_(bucket|sum|count|total|created)$", "", name) for name in exported} | exported
+    assert queried and {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried} <= families, queried - families
 
 
 def test_a_killed_service_comes_back_without_losing_acknowledged_data(topology):
