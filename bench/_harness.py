@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -27,8 +28,8 @@ def _plain(url: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(admin_url: str):
-    """A new database on the server of `admin_url`, migrated; dropped afterwards."""
+def fresh_database(admin_url: str, migrate: bool = True):
+    """A new database on the server of `admin_url`, migrated (or left empty); dropped afterwards."""
     name = f"mlgrid_bench_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str):
@@ -41,7 +42,8 @@ def fresh_database(admin_url: str):
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
@@ -54,25 +56,27 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], port: int, env: dict | None = None):
-    """Run `cmd` (from the repository) until the block ends, once it listens on `port`."""
+def running(cmd: list[str], port: int, env: dict | None = None, timeout: float = 30):
+    """Run `cmd` (from the repository) until the block ends, once it listens on `port`; its
+    process group is stopped at the end (servers that start workers of their own)."""
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[2]} exited: {open(log.name).read()}")
+                raise RuntimeError(f"{' '.join(cmd[:3])} exited: {open(log.name).read()[-3000:]}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[2]} did not start: {open(log.name).read()}")
+                raise RuntimeError(f"{' '.join(cmd[:3])} did not start: {open(log.name).read()[-3000:]}")
             time.sleep(0.05)
         yield
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
         os.unlink(log.name)
 
 

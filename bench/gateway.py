@@ -19,21 +19,18 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
+import sys
 import time
+import urllib.request
 import uuid
 
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import _free_port, fresh_database, start_tracking  # noqa: E402
-
-import asyncpg  # noqa: E402
+from _harness import _free_port, fresh_database, running, start_server, start_tracking  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 HISTORY_POINTS = 100_000
 HISTORY_PAGE = 25_000  # MlflowClient.get_metric_history's page size
@@ -46,73 +43,37 @@ def rate(count: float, seconds: float) -> float:
 
 
 @contextlib.contextmanager
-def empty_database(admin_url: str):
-    """A new, empty database (MLflow creates its own schema); dropped afterwards."""
-    name = f"mlflow_bench_{uuid.uuid4().hex[:8]}"
-    plain = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def admin(sql: str):
-        conn = await asyncpg.connect(plain)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(plain).set(database=name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-
-@contextlib.contextmanager
-def process(argv: list[str], port: int, env: dict | None = None, timeout: float = 120):
-    """A server process; ready once GET /health answers on `port`."""
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, **(env or {})), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited: {open(log.name).read()[-3000:]}")
-            try:
-                import urllib.request
-
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not start: {open(log.name).read()[-3000:]}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
-        os.unlink(log.name)
-
-
-@contextlib.contextmanager
 def mlflow_server(admin_url: str, artifacts: str):
+    """`mlflow server` as users start it (its default workers), on a new empty database it migrates itself."""
     port = _free_port()
-    with empty_database(admin_url) as url:
-        store = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        argv = [f"{BIN}/mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                "--backend-store-uri", store, "--artifacts-destination", artifacts]
-        with process(argv, port):
+    with fresh_database(admin_url, migrate=False) as url:
+        store = make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        cmd = [f"{BIN}/mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", store, "--artifacts-destination", artifacts]
+        with running(cmd, port, timeout=180):
+            wait_healthy(f"http://127.0.0.1:{port}")
             yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
 def mlgrid_server(admin_url: str, artifacts: str):
-    port, grpc_port = _free_port(), _free_port()
+    """`mlgrid server` as `make dev` starts it, on PostgreSQL."""
     with fresh_database(admin_url) as url:
         store = make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-        argv = [f"{BIN}/mlgrid", "server", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
-                "--backend-store-uri", store, "--artifacts-destination", artifacts]
-        with process(argv, port):
-            yield f"http://127.0.0.1:{port}"
+        with start_server(store, artifacts) as (_, base):
+            yield base
+
+
+def wait_healthy(base: str, timeout: float = 60) -> None:
+    """Until GET /health answers 200 (a server may listen before its workers are ready)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class Api:
@@ -281,7 +242,7 @@ def bench_grpc_overhead(admin_url: str, calls: int = 5000) -> dict:
         gateway_port, http_port = _free_port(), _free_port()
         env = {"MLGRID_GRPC_PORT": str(gateway_port), "MLGRID_GATEWAY_HTTP_PORT": str(http_port), "MLGRID_METRICS_PORT": "0",
                "MLGRID_GATEWAY_TRACKING_TARGET": tracking_target, "MLGRID_HOST": "127.0.0.1"}
-        with process([sys.executable, "-m", "services.gateway"], http_port, env):
+        with running([sys.executable, "-m", "services.gateway"], http_port, dict(os.environ, **env)):
             with grpc.insecure_channel(tracking_target) as channel:
                 stub = tracking_pb2_grpc.TrackingServiceStub(channel)
                 experiment_id = stub.CreateExperiment(pb.CreateExperimentRequest(name="overhead")).experiment_id

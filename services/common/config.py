@@ -40,6 +40,9 @@ class ServerConfig:
     grpc_port: int = 50051
     metrics_port: int = 9090  # Prometheus /metrics; 0 disables it
     shutdown_grace_seconds: float = 30.0
+    # How long `python -m services.<name>` keeps retrying at start while a dependency is not ready (the
+    # database unreachable or not yet migrated, the bucket missing); 0: fail at once, saying why.
+    startup_wait_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, default_grpc_port: int = 50051) -> "ServerConfig":
@@ -48,6 +51,7 @@ class ServerConfig:
             grpc_port=env_int("MLGRID_GRPC_PORT", default_grpc_port),
             metrics_port=env_int("MLGRID_METRICS_PORT", 9090),
             shutdown_grace_seconds=float(env_int("MLGRID_SHUTDOWN_GRACE_SECONDS", 30)),
+            startup_wait_seconds=float(env_int("MLGRID_STARTUP_WAIT_SECONDS", 0)),
         )
 
 
@@ -95,6 +99,8 @@ class ArtifactsConfig:
     s3_secure: bool = True  # TLS to the endpoint; an http:// endpoint URL turns it off
     # Where clients reach the store, when not at the service's endpoint (presigned URLs name it).
     s3_presign_endpoint_url: str = ""
+    # Make the bucket at start when it does not exist (a store of the deployment's own, as the chart's MinIO).
+    s3_create_bucket: bool = False
     presign_expiry_seconds: int = 3600
     # Files of at least this size go directly between client and S3 (presigned URLs); 0 turns that off.
     direct_threshold_mb: int = 64
@@ -118,6 +124,7 @@ class ArtifactsConfig:
             s3_region=env_str("MLGRID_S3_REGION", "") or env_str("AWS_REGION", "") or "us-east-1",
             s3_secure=env_bool("MLGRID_S3_SECURE", not endpoint.startswith("http://")),
             s3_presign_endpoint_url=env_str("MLGRID_S3_PRESIGN_ENDPOINT_URL", ""),
+            s3_create_bucket=env_bool("MLGRID_S3_CREATE_BUCKET", False),
             presign_expiry_seconds=env_int("MLGRID_S3_PRESIGN_EXPIRY_SECONDS", 3600),
             direct_threshold_mb=env_int("MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB", 64),
             tracking_target=env_str("MLGRID_TRACKING_TARGET", "127.0.0.1:50051"),

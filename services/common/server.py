@@ -3,6 +3,7 @@ with health, reflection and Prometheus metrics, stopped cleanly on SIGTERM."""
 import asyncio
 import logging
 import signal
+import time
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 
@@ -13,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from services.common.config import ServerConfig
-from services.common.errors import MlgridError
+from services.common.errors import FailedPrecondition, MlgridError
 from services.common.metrics import PrometheusInterceptor
 
 log = logging.getLogger("mlgrid.server")
@@ -138,13 +139,31 @@ def serve_alone(name: str, build: Callable[[], Awaitable[Service]], default_grpc
 
     async def main() -> None:
         server = ServerConfig.from_env(default_grpc_port=default_grpc_port)
-        service = await build()
+        service = await build_when_ready(build, server.startup_wait_seconds)
         await run_until_stopped([service], server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
 
     try:
         run_event_loop(main())
     except MlgridError as e:
         sys.exit(f"mlgrid {name}: {e.message}")
+
+
+STARTUP_RETRY_SECONDS = 2.0
+
+
+async def build_when_ready(build: Callable[[], Awaitable[Service]], wait_seconds: float) -> Service:
+    """build(), tried again while a dependency is not ready (FAILED_PRECONDITION: in a cluster the database
+    and the bucket may come up, and the migrations Job run, after the service's pod starts), for up to
+    `wait_seconds`; then its last error."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return await build()
+        except FailedPrecondition as error:
+            if time.monotonic() + STARTUP_RETRY_SECONDS > deadline:
+                raise
+            log.warning("waiting for a dependency (MLGRID_STARTUP_WAIT_SECONDS): %s", error.message)
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
 
 
 def configure_logging() -> None:

@@ -119,6 +119,8 @@ class MlflowArtifactsApi:
                     "Content-Type": guess_mime_type(target.path),
                     "Content-Disposition": _content_disposition(posixpath.basename(target.path)),
                     "X-Content-Type-Options": "nosniff",
+                    # An HTML or SVG artifact opened anyway runs in no origin: not the UI's.
+                    "Content-Security-Policy": "sandbox",
                 })
                 response.content_length = header.length
                 await response.prepare(request)

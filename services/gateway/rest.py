@@ -7,7 +7,6 @@ statuses, so the stock `mlflow` client raises the MlflowException it raises agai
 Nothing of the HTTP request but its JSON goes to the backend (no headers, no cookies).
 """
 import importlib
-import importlib.util
 import json
 import logging
 from collections.abc import Callable
@@ -49,9 +48,9 @@ JSON = "application/json"
 
 # The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, called with the aiohttp app and the
 # RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`),
-# answering with this module's json_response / mlflow_error / status_error. The app's client_max_size
-# (MLGRID_GATEWAY_MAX_BODY_MB) bounds bodies read whole; stream large uploads from request.content.
-# A module this build lacks is skipped.
+# answering with this module's json_response / mlflow_error / status_error (hence imported when the app is
+# built, not at the top). The app's client_max_size (MLGRID_GATEWAY_MAX_BODY_MB) bounds bodies read whole;
+# stream large uploads from request.content.
 EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui")
 
 
@@ -113,8 +112,7 @@ class RestGateway:
         self.app.router.add_get("/health", self.health)
         self.app.router.add_get("/metrics", self.metrics)
         for name in EXTENSIONS:
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name).add_routes(self.app, self)
+            importlib.import_module(name).add_routes(self.app, self)
 
     def call_error(self, backend: Backend, error: grpc.aio.AioRpcError) -> web.Response:
         """The MLflow error answer for a failed call to a backend."""

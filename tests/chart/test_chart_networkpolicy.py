@@ -75,7 +75,7 @@ def test_every_pod_is_covered_both_ways(objects):
 def test_what_each_component_calls_is_allowed(bundled):
     components = pods(bundled)
     calls = [("gateway", "tracking", "grpc"), ("gateway", "artifacts", "grpc"), ("gateway", "registry", "grpc"),
-             ("artifacts", "tracking", "grpc"), ("artifacts", "minio", "s3"), ("bucket", "minio", "s3"),
+             ("artifacts", "tracking", "grpc"), ("artifacts", "minio", "s3"),
              ("tracking", "postgresql", "postgresql"), ("registry", "postgresql", "postgresql"), ("migrations", "postgresql", "postgresql")]
     if "serving" in components:
         calls += [("gateway", "serving", "grpc"), ("serving", "gateway", "grpc"), ("serving", "minio", "s3")]
@@ -96,14 +96,13 @@ def test_only_gateway_and_serving_take_outside_connections(bundled):
             # Prometheus scrapes the metrics ports (serving's are on http).
             if name == "metrics":
                 assert allowed(bundled, PROMETHEUS, pod, port), component
-    for job in ("migrations", "bucket"):
-        assert not any(allowed(bundled, OUTSIDER, components[job], port) for port in (80, 5432, 9000, 50051))
+    assert not any(allowed(bundled, OUTSIDER, components["migrations"], port) for port in (80, 5432, 9000, 50051))
 
 
 def test_the_stores_only_from_their_users(bundled):
     components = pods(bundled)
     for store, port_name, users in (("postgresql", "postgresql", {"tracking", "registry", "migrations"}),
-                                    ("minio", "s3", {"artifacts", "serving", "bucket"})):
+                                    ("minio", "s3", {"artifacts", "serving"})):
         port = service_ports(bundled, store)[port_name]
         for component, pod in components.items():
             if component != store:

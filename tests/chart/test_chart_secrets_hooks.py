@@ -5,7 +5,8 @@ import pytest
 from click import Argument
 
 from chartlib import (  # noqa: F401 (objects: a fixture)
-    FULLNAME, hook_events, hook_weight, objects, of_kind, one, pod_spec, rendered, requires_helm, VALUE_SETS,
+    FULLNAME, component_of, container_env, hook_events, hook_weight, objects, of_kind, one, pod_spec, rendered, requires_helm,
+    VALUE_SETS,
 )
 from mlgrid.cli.main import cli
 
@@ -94,15 +95,30 @@ def test_the_migration_job_runs_mlgrid_db_upgrade(objects):
     assert [(p.name, isinstance(p, Argument)) for p in upgrade.params] == [("uri", True)]
 
 
-@pytest.mark.parametrize("value_set, migrations, bucket", [
-    ("defaults", {"post-install", "pre-upgrade"}, {"post-install", "post-upgrade"}),
-    ("external", {"pre-install", "pre-upgrade"}, {"pre-install", "pre-upgrade"}),
+@pytest.mark.parametrize("value_set, migrations", [
+    ("defaults", {"post-install", "pre-upgrade"}),
+    ("external", {"pre-install", "pre-upgrade"}),
 ])
-def test_hooks_run_when_their_store_exists(value_set, migrations, bucket):
-    """The bundled PostgreSQL and MinIO are the release's own objects, made after pre-install hooks."""
+def test_hooks_run_when_their_store_exists(value_set, migrations):
+    """The bundled PostgreSQL is the release's own object, made after pre-install hooks."""
     objects = rendered(value_set)
     assert hook_events(one(objects, "Job", f"{FULLNAME}-migrations")) == migrations
-    assert hook_events(one(objects, "Job", f"{FULLNAME}-bucket")) == bucket
+    if value_set == "external":  # an external S3's bucket is made before anything uses it
+        assert hook_events(one(objects, "Job", f"{FULLNAME}-bucket")) == {"pre-install", "pre-upgrade"}
+
+
+def test_install_can_wait_for_every_pod():
+    """`helm install --wait` waits for the pods before post-install hooks run: no pod may need one. With the
+    bundled stores, the artifact service makes its bucket and the registry waits for the schema tracking makes."""
+    objects = rendered("defaults")
+    assert f"{FULLNAME}-bucket" not in of_kind(objects, "Job")
+    env = {}
+    for deployment in of_kind(objects, "Deployment").values():
+        (container,) = pod_spec(deployment)["containers"]
+        env[component_of(deployment)] = {name: entry.get("value") for name, entry in container_env(objects, container).items()}
+    assert env["artifacts"]["MLGRID_S3_CREATE_BUCKET"] == "true"
+    assert env["registry"]["MLGRID_DB_AUTO_INIT"] == "false" and env["tracking"]["MLGRID_DB_AUTO_INIT"] == "true"
+    assert all(int(env[name]["MLGRID_STARTUP_WAIT_SECONDS"]) > 0 for name in ("tracking", "registry", "artifacts"))
 
 
 def test_hook_jobs_use_only_what_exists_when_they_run(objects):

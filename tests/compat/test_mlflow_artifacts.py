@@ -114,6 +114,7 @@ def test_download_headers_and_get_artifact(mlflow_server_url, client, run):
     assert headers["Content-Type"] == "text/plain"
     assert headers["Content-Disposition"] == "attachment; filename=data.json"
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"] == "sandbox"
     status, headers, _ = _raw_get(mlflow_server_url, f"/ajax-api/2.0/mlflow-artifacts/artifacts/{root}/x/blob.weights")
     assert (status, headers["Content-Type"]) == (200, "application/octet-stream")
     status, _, body = _raw_get(mlflow_server_url, f"/get-artifact?run_uuid={run.info.run_id}&path=x/data.json")

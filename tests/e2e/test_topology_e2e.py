@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from conftest import REPO, in_thread, unique
 from sqlalchemy.engine import make_url
 
 import mlgrid
+from mlgrid.exceptions import MlgridException
 from mlgrid.inference.v2 import grpc_predict_v2_pb2 as oip
 from mlgrid.inference.v2 import grpc_predict_v2_pb2_grpc as oip_grpc
 from mlgrid.v1 import tracking_pb2, tracking_pb2_grpc
@@ -177,7 +179,14 @@ def test_a_killed_service_comes_back_without_losing_acknowledged_data(topology):
         assert "tracking" in refused.value.details()
 
     topology.start("tracking")
-    client.log_metric(run_id, "after", 1.0, step=0)  # the gateway reconnects to a restarted backend within a second
+    deadline = time.monotonic() + 10  # the gateway reconnects to a restarted backend within about a second
+    while True:
+        try:
+            client.log_metric(run_id, "after", 1.0, step=0)
+            break
+        except MlgridException as error:
+            assert error.code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, error
+            time.sleep(0.2)
     history = client.get_metric_history(run_id, "before")
     assert [point.step for point in history] == list(range(acknowledged))
     assert [point.key for point in client.get_metric_history(run_id, "after")] == ["after"]

@@ -61,6 +61,7 @@ class S3Backend(Backend):
         parsed = urlparse(config.destination)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
+        self.create_bucket = config.s3_create_bucket
         if not self.bucket:
             raise FailedPrecondition(f"invalid artifacts destination {config.destination!r}: expected s3://bucket/prefix")
         self.endpoint = _endpoint(config.s3_endpoint_url)
@@ -85,10 +86,13 @@ class S3Backend(Backend):
             )
 
     def check(self) -> None:
-        """Refuse to start without a usable bucket, saying why."""
+        """Refuse to start without a usable bucket, saying why (make it first if create_bucket)."""
         where = f"bucket {self.bucket!r} at {self.endpoint}"
         try:
             exists = self.client.bucket_exists(self.bucket)
+            if not exists and self.create_bucket:
+                self.client.make_bucket(self.bucket)
+                exists = True
         except S3Error as error:
             raise FailedPrecondition(
                 f"cannot use the {where}: {error.code}: {error.message}. "
@@ -97,7 +101,9 @@ class S3Backend(Backend):
         except urllib3.exceptions.HTTPError as error:
             raise FailedPrecondition(f"cannot reach the S3 endpoint for the {where}: {error}. Check MLGRID_S3_ENDPOINT_URL") from None
         if not exists:
-            raise FailedPrecondition(f"the {where} does not exist: create it, or set MLGRID_ARTIFACTS_DESTINATION")
+            raise FailedPrecondition(
+                f"the {where} does not exist: create it, set MLGRID_ARTIFACTS_DESTINATION, or MLGRID_S3_CREATE_BUCKET=true"
+            )
 
     def key(self, location: Location) -> str:
         return join(self.prefix, location.key)

@@ -7,7 +7,8 @@ its env entries from Secrets, called with (dict "ctx" $ "secret" <the chart's Se
 {{- define "mlgrid.tracking.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "tracking") }}
 MLGRID_DEFAULT_ARTIFACT_ROOT: {{ .Values.tracking.defaultArtifactRoot | quote }}
-{{ include "mlgrid.databaseEnv" . }}
+MLGRID_DB_POOL_SIZE: {{ .Values.database.poolSize | quote }}
+MLGRID_DB_AUTO_INIT: {{ .Values.database.autoInit | quote }}
 MLGRID_METRICS_SYNCHRONOUS_COMMIT: {{ .Values.tracking.metricsSynchronousCommit | quote }}
 MLGRID_INGEST_DEDUP_HOURS: {{ .Values.tracking.ingestDedupHours | quote }}
 {{- end }}
@@ -18,18 +19,14 @@ MLGRID_INGEST_DEDUP_HOURS: {{ .Values.tracking.ingestDedupHours | quote }}
 
 {{- define "mlgrid.registry.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "registry") }}
-{{ include "mlgrid.databaseEnv" . }}
+MLGRID_DB_POOL_SIZE: {{ .Values.database.poolSize | quote }}
+# Only tracking creates an empty database's schema; the registry waits for it (MLGRID_STARTUP_WAIT_SECONDS).
+MLGRID_DB_AUTO_INIT: "false"
 MLGRID_REGISTRY_EVENT_POLL_MS: {{ .Values.registry.eventPollMs | quote }}
 {{- end }}
 
 {{- define "mlgrid.registry.secretEnv" -}}
 {{ include "mlgrid.databaseUrlEnv" . }}
-{{- end }}
-
-{{/* The database settings tracking and registry share. */}}
-{{- define "mlgrid.databaseEnv" -}}
-MLGRID_DB_POOL_SIZE: {{ .Values.database.poolSize | quote }}
-MLGRID_DB_AUTO_INIT: {{ .Values.database.autoInit | quote }}
 {{- end }}
 
 {{- define "mlgrid.artifacts.env" -}}
@@ -39,6 +36,9 @@ MLGRID_ARTIFACTS_DESTINATION: {{ include "mlgrid.artifactsDestination" . | quote
 MLGRID_S3_ENDPOINT_URL: {{ . | quote }}
 {{- end }}
 MLGRID_S3_REGION: {{ .Values.s3.region | quote }}
+{{- if .Values.minio.enabled }}
+MLGRID_S3_CREATE_BUCKET: "true"
+{{- end }}
 {{- with .Values.s3.presignEndpointUrl }}
 MLGRID_S3_PRESIGN_ENDPOINT_URL: {{ . | quote }}
 {{- end }}

@@ -227,22 +227,22 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
 
 {{/*
-When the hooks run. Migrations: before install/upgrade when the database is external; with the bundled
-PostgreSQL, which is made with the release's objects, after install (the services create the schema of an empty
-database themselves, MLGRID_DB_AUTO_INIT) and before upgrades. The bucket likewise, after install and upgrade
-with the bundled MinIO.
+When the migrations run: before install/upgrade when the database is external; with the bundled PostgreSQL,
+which is made with the release's objects, after install (tracking creates the schema of an empty database
+itself, MLGRID_DB_AUTO_INIT, and the registry waits for it) and before upgrades.
 */}}
 {{- define "mlgrid.migrations.hookEvents" -}}
 {{- ternary "post-install,pre-upgrade" "pre-install,pre-upgrade" .Values.postgresql.enabled }}
 {{- end }}
 
-{{/* The bucket Job: always with the bundled MinIO, with an external S3 when s3.createBucket. */}}
+{{/* The bucket Job: with an external S3 when s3.createBucket (the artifact service makes the bundled MinIO's
+bucket itself, as a post-install Job would come only after `helm install --wait` had waited for it). */}}
 {{- define "mlgrid.bucket.enabled" -}}
-{{- if or .Values.minio.enabled .Values.s3.createBucket }}true{{ end }}
+{{- if and (not .Values.minio.enabled) .Values.s3.createBucket }}true{{ end }}
 {{- end }}
 
 {{- define "mlgrid.bucket.hookEvents" -}}
-{{- ternary "post-install,post-upgrade" "pre-install,pre-upgrade" .Values.minio.enabled }}
+pre-install,pre-upgrade
 {{- end }}
 
 {{/* The hooks' Secret must exist in every event either Job runs in. */}}

@@ -206,6 +206,9 @@ MLGRID_GRPC_PORT: {{ $c.grpcPort | quote }}
 MLGRID_METRICS_PORT: {{ $c.metricsPort | quote }}
 {{- end }}
 MLGRID_SHUTDOWN_GRACE_SECONDS: {{ .ctx.Values.config.shutdownGraceSeconds | quote }}
+{{- if has .component (list "tracking" "registry" "artifacts") }}
+MLGRID_STARTUP_WAIT_SECONDS: {{ .ctx.Values.config.startupWaitSeconds | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "mlgrid.pdb" -}}
