@@ -17,8 +17,12 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip wheel --wheel-dir /wheels --constraint /requirements.lock "$(ls /wheels/mlgrid-*.whl)[server,serving]"
 
 # Final stage: no compilers, no sources, no build wheels left in a layer; runs as uid 10001.
+# nginx (Debian's nginx-light) is the gateway's gRPC data plane (services/gateway/nginx.py).
 FROM ${PYTHON_IMAGE}
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx-light \
+ && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,source=deploy/docker/requirements.lock,target=/requirements.lock \
     pip install --no-index --find-links /wheels --constraint /requirements.lock \

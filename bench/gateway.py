@@ -2,7 +2,7 @@
 the same PostgreSQL server (a fresh database each); plus the gateway's gRPC overhead. Prints JSON.
 
     .venv/bin/python bench/gateway.py [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--only mlgrid|mlflow] [--seconds 5] [--concurrency 8] [--artifact-mb 256]
+        [--only mlgrid|mlflow|grpc] [--seconds 5] [--concurrency 8] [--artifact-mb 256]
 
 The same HTTP requests (aiohttp, a closed loop of --concurrency callers) go to both servers:
 runs/log-metric calls/s, runs/log-batch metrics/s (1,000 a call), metrics/get-history points/s
@@ -10,7 +10,7 @@ runs/log-metric calls/s, runs/log-batch metrics/s (1,000 a call), metrics/get-hi
 filter and an order), and an artifact up and down through /api/2.0/mlflow-artifacts/ (MB/s).
 `mlflow server` runs as users start it (its default workers); `mlgrid server` as `make dev` starts
 it, on PostgreSQL. The gRPC part compares unary LogMetric calls/s straight to a tracking service
-and through `python -m services.gateway` in front of it.
+and through `python -m services.gateway` in front of it, routing by nginx and in Python.
 """
 import argparse
 import asyncio
@@ -29,6 +29,7 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import _free_port, fresh_database, running, start_server, start_tracking  # noqa: E402
+from services.gateway.nginx import nginx_binary  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
@@ -221,7 +222,8 @@ async def bench_artifact(session: aiohttp.ClientSession, base: str, experiment_i
 
 
 def bench_grpc_overhead(admin_url: str, calls: int = 5000) -> dict:
-    """Unary LogMetric straight to the tracking service, then through the gateway's router to it."""
+    """Unary LogMetric calls/s, one caller, straight to the tracking service and through the gateway in front of
+    it — routing by nginx (where installed, as the image has it) and in Python."""
     import grpc
 
     from mlgrid.v1 import tracking_pb2 as pb
@@ -237,26 +239,30 @@ def bench_grpc_overhead(admin_url: str, calls: int = 5000) -> dict:
                 stub.LogMetric(pb.LogMetricRequest(run_id=run_id, key="unary", value=i, step=i, timestamp=i))
             return rate(calls, time.perf_counter() - started)
 
-    with fresh_database(admin_url) as url, start_tracking(url) as tracking_uri:
+    planes = ["nginx", "python"] if nginx_binary("auto") else ["python"]
+    with fresh_database(admin_url) as url, start_tracking(url) as tracking_uri, contextlib.ExitStack() as gateways:
         tracking_target = tracking_uri.removeprefix("grpc://")
-        gateway_port, http_port = _free_port(), _free_port()
-        env = {"MLGRID_GRPC_PORT": str(gateway_port), "MLGRID_GATEWAY_HTTP_PORT": str(http_port), "MLGRID_METRICS_PORT": "0",
-               "MLGRID_GATEWAY_TRACKING_TARGET": tracking_target, "MLGRID_HOST": "127.0.0.1"}
-        with running([sys.executable, "-m", "services.gateway"], http_port, dict(os.environ, **env)):
-            with grpc.insecure_channel(tracking_target) as channel:
-                stub = tracking_pb2_grpc.TrackingServiceStub(channel)
-                experiment_id = stub.CreateExperiment(pb.CreateExperimentRequest(name="overhead")).experiment_id
-                run_id = stub.CreateRun(pb.CreateRunRequest(experiment_id=experiment_id)).run.info.run_id
-            direct, through = [], []
-            for _ in range(3):  # interleaved, so that a noisy moment hurts both
-                direct.append(calls_per_s(tracking_target, run_id))
-                through.append(calls_per_s(f"127.0.0.1:{gateway_port}", run_id))
-    direct_median, through_median = statistics.median(direct), statistics.median(through)
-    return {
-        "log_metric_direct_calls_per_s": direct,
-        "log_metric_through_gateway_calls_per_s": through,
-        "overhead_pct": round((direct_median / through_median - 1) * 100, 1),
-    }
+        targets = {"direct": tracking_target}
+        for plane in planes:  # a gateway routing by nginx, and one routing in Python
+            grpc_port, http_port = _free_port(), _free_port()
+            env = {"MLGRID_GRPC_PORT": str(grpc_port), "MLGRID_GATEWAY_HTTP_PORT": str(http_port), "MLGRID_METRICS_PORT": "0",
+                   "MLGRID_GATEWAY_TRACKING_TARGET": tracking_target, "MLGRID_HOST": "127.0.0.1",
+                   "MLGRID_GATEWAY_NGINX": "on" if plane == "nginx" else "off"}
+            gateways.enter_context(running([sys.executable, "-m", "services.gateway"], http_port, dict(os.environ, **env)))
+            targets[plane] = f"127.0.0.1:{grpc_port}"
+        with grpc.insecure_channel(tracking_target) as channel:
+            stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+            experiment_id = stub.CreateExperiment(pb.CreateExperimentRequest(name="overhead")).experiment_id
+            run_id = stub.CreateRun(pb.CreateRunRequest(experiment_id=experiment_id)).run.info.run_id
+        rates = {name: [] for name in targets}
+        for _ in range(3):  # interleaved, so that a noisy moment hurts each alike
+            for name, target in targets.items():
+                rates[name].append(calls_per_s(target, run_id))
+    direct = statistics.median(rates["direct"])
+    report = {"log_metric_calls_per_s": rates}
+    for plane in planes:
+        report[f"overhead_pct_{plane}"] = round((direct / statistics.median(rates[plane]) - 1) * 100, 1)
+    return report
 
 
 def main() -> None:

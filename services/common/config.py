@@ -192,6 +192,8 @@ class GatewayConfig:
     max_body_mb: int = 64  # larger JSON request bodies get 413 (gRPC messages are capped at 64 MiB too)
     # How long a REST request's call to a backend may take (HTTP requests carry no deadline).
     rest_timeout_seconds: float = 60.0
+    # gRPC routing by nginx (services/gateway/nginx.py): auto (where it is installed), on, off.
+    nginx: str = "auto"
 
     @classmethod
     def from_env(cls) -> "GatewayConfig":
@@ -204,4 +206,5 @@ class GatewayConfig:
             http_port=env_int("MLGRID_GATEWAY_HTTP_PORT", 5000),
             max_body_mb=env_int("MLGRID_GATEWAY_MAX_BODY_MB", 64),
             rest_timeout_seconds=float(env_int("MLGRID_GATEWAY_REST_TIMEOUT_SECONDS", 60)),
+            nginx=env_str("MLGRID_GATEWAY_NGINX", "auto"),
         )

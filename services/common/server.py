@@ -91,14 +91,16 @@ async def start_http(app: web.Application, host: str, port: int, shutdown_second
 
 async def run_until_stopped(
     services: list[Service], host: str, grpc_port: int, metrics_port: int, grace_seconds: float,
-    http_port: int = 0, http_app: Callable[[int], web.Application] | None = None,
+    http_port: int = 0, http_app: Callable[[int], web.Application] | None = None, http_host: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain: health goes NOT_SERVING, in-flight calls finish, stores close.
-    `http_app`, given the bound gRPC port once it listens, makes the app served on `http_port` (stopped first)."""
+    `http_app`, given the bound gRPC port once it listens, makes the app served on `http_port` (stopped first);
+    it and the metrics listen on `http_host` (default: `host`)."""
+    http_host = http_host or host
     if metrics_port:
-        start_http_server(metrics_port, addr=host)
+        start_http_server(metrics_port, addr=http_host)
     server, health_servicer, bound = await start_grpc(services, host, grpc_port)
-    runner = await start_http(http_app(bound), host, http_port, grace_seconds) if http_app else None
+    runner = await start_http(http_app(bound), http_host, http_port, grace_seconds) if http_app else None
     log.info(
         "serving %s on %s:%d (metrics on :%s%s)", ", ".join(s.name for s in services), host, bound, metrics_port,
         f", HTTP on :{http_port}" if runner else "",

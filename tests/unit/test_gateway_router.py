@@ -1,6 +1,8 @@
-"""The gateway's router in front of an in-process fake tracking backend: every kind of streaming,
-status codes, metadata both ways, deadlines, cancellation, and what it refuses."""
+"""The gateway's gRPC routing in front of an in-process fake tracking backend — the Python router, and
+nginx in front of it — every kind of streaming, status codes, metadata both ways, deadlines,
+cancellation, and what it refuses."""
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -10,6 +12,7 @@ from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.config import GatewayConfig
 from services.common.server import Service, start_grpc
+from services.gateway.nginx import NginxDataPlane, free_loopback_port, nginx_binary
 from services.gateway.service import backends, gateway_services
 
 ECHO = "/mlgrid.v1.TrackingService/Echo"  # not in the proto: forwarded as a stream both ways
@@ -69,19 +72,42 @@ def add_fake(servicer):
     return add
 
 
-@pytest.fixture
-async def gateway():
+NGINX = nginx_binary("auto")
+# Each test runs against the Python router alone, and with nginx routing in front of it (where installed).
+DATA_PLANES = ["python", pytest.param("nginx", marks=pytest.mark.skipif(NGINX is None, reason="nginx is not installed"))]
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: GatewayConfig, data_plane: str):
+    """The gateway's gRPC side for `config`; yields the address callers use."""
+    routed = backends(config)
+    services = gateway_services(routed, config)
+    server, _, port = await start_grpc(services, "127.0.0.1", 0)
+    nginx = None
+    if data_plane == "nginx":
+        public = free_loopback_port()
+        nginx = NginxDataPlane(NGINX, routed, "127.0.0.1", public, port, shutdown_seconds=1)
+        await nginx.start()
+        port = public
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if nginx is not None:
+            await nginx.stop()
+        await server.stop(0)
+        for service in services:
+            await service.close()
+
+
+@pytest.fixture(params=DATA_PLANES)
+async def gateway(request):
     backend = FakeTracking()
     backend_server, _, backend_port = await start_grpc([Service("mlgrid.v1.TrackingService", add_fake(backend))], "127.0.0.1", 0)
     config = GatewayConfig(tracking_target=f"127.0.0.1:{backend_port}", health_interval_ms=100)
-    services = gateway_services(backends(config), config)
-    gateway_server, _, port = await start_grpc(services, "127.0.0.1", 0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    yield {"stub": tracking_pb2_grpc.TrackingServiceStub(channel), "channel": channel, "backend": backend}
-    await channel.close()
-    await gateway_server.stop(0)
-    for service in services:
-        await service.close()
+    async with running_gateway(config, request.param) as address:
+        channel = grpc.aio.insecure_channel(address)
+        yield {"stub": tracking_pb2_grpc.TrackingServiceStub(channel), "channel": channel, "backend": backend}
+        await channel.close()
     await backend_server.stop(0)
 
 
@@ -157,19 +183,13 @@ async def test_unconfigured_service_is_unavailable_naming_its_variable(gateway):
     assert "MLGRID_GATEWAY_REGISTRY_TARGET" in error.value.details()
 
 
-async def test_backend_down_is_unavailable_naming_it():
-    config = GatewayConfig(tracking_target="127.0.0.1:1")
-    services = gateway_services(backends(config), config)
-    server, _, port = await start_grpc(services, "127.0.0.1", 0)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+@pytest.mark.parametrize("data_plane", DATA_PLANES)
+async def test_backend_down_is_unavailable_naming_it(data_plane):
+    async with running_gateway(GatewayConfig(tracking_target="127.0.0.1:1"), data_plane) as address:
+        async with grpc.aio.insecure_channel(address) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await tracking_pb2_grpc.TrackingServiceStub(channel).GetRun(pb.GetRunRequest(run_id="r"))
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="mlgrid.v1.TrackingService"))
-    finally:
-        await server.stop(0)
-        for service in services:
-            await service.close()
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "tracking service at 127.0.0.1:1" in error.value.details()
     assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -40,7 +40,10 @@ def test_final_stage_installs_only_the_wheel_and_the_lock_and_runs_unprivileged(
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", DOCKERFILE, flags=re.M)
     assert "pip install --no-index --find-links /wheels --constraint /requirements.lock" in final
     assert "[server,serving]" in final
-    assert not re.search(r"apt-get|gcc|build-essential|COPY (client|services)", final)
+    assert not re.search(r"gcc|build-essential|COPY (client|services)", final)
+    # The one system package: the gateway's gRPC data plane, without recommends, lists removed.
+    assert re.findall(r"apt-get install[^\n]*", final) == ["apt-get install -y --no-install-recommends nginx-light \\"]
+    assert "rm -rf /var/lib/apt/lists/*" in final
     assert "USER 10001:10001" in final and "--uid 10001" in final
 
 
