@@ -39,6 +39,9 @@ URI_FIELDS = frozenset({
 INPUT_ALIASES = {"run_uuid": "run_id"}
 # Response fields MLflow also writes under a second name.
 OUTPUT_ALIASES = {"mlgrid.v1.RunInfo.run_id": "run_uuid"}
+# Fields MLflow's server always writes (set in its proto2 messages) that proto3 leaves out when zero: a
+# metric's value 0.0 at step 0 is {"value": 0.0, "step": 0}, not {} (clients read them by key).
+ALWAYS_WRITTEN = {"mlgrid.v1.Metric": ("key", "value", "timestamp", "step")}
 
 INTEGER_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
@@ -210,6 +213,8 @@ class MessageCodec:
         self.writers: dict = {}
         # query parameter -> (repeated?, bool?) for GET requests
         self.query_fields: dict = {}
+        # what encode writes for ALWAYS_WRITTEN fields left at their default
+        self.defaults: dict = {}
 
     def compile(self) -> None:
         for field in self.descriptor.fields:
@@ -218,6 +223,10 @@ class MessageCodec:
             self.writers[field.number] = (field.name, writer, OUTPUT_ALIASES.get(field.full_name))
             if field.message_type is None:
                 self.query_fields[field.name] = (field.is_repeated, field.type == FieldDescriptor.TYPE_BOOL)
+        for name in ALWAYS_WRITTEN.get(self.descriptor.full_name, ()):
+            writer = self.writers[self.descriptor.fields_by_name[name].number][1]
+            default = self.descriptor.fields_by_name[name].default_value
+            self.defaults[name] = default if writer is None else writer(default)
         for alias, name in INPUT_ALIASES.items():
             if name in self.readers:
                 self.readers[alias] = (name, self.readers[name][1], name)
@@ -282,8 +291,9 @@ class MessageCodec:
             raise
 
     def encode(self, message) -> dict:
-        """The JSON object of a message: its set fields (proto3 omits default values, as MLflow's proto2 unset ones)."""
-        out = {}
+        """The JSON object of a message: its set fields (proto3 omits default values, as MLflow's proto2 unset
+        ones), and the ALWAYS_WRITTEN ones."""
+        out = dict(self.defaults) if self.defaults else {}
         writers = self.writers
         for field, value in message.ListFields():
             key, writer, alias = writers[field.number]

@@ -37,9 +37,15 @@ def test_run_data_and_info_as_mlflow_writes_them():
     assert codec(tracking_pb2.Run).encode(run) == {
         "info": {"run_id": "r", "run_uuid": "r", "status": "FINISHED", "start_time": 2**40,
                  "artifact_uri": "mlflow-artifacts:/1/r/artifacts"},
-        "data": {"metrics": [{"key": "m", "value": "NaN", "step": 3}], "params": [{"key": "p", "value": "1"}]},
+        "data": {"metrics": [{"key": "m", "value": "NaN", "timestamp": 0, "step": 3}], "params": [{"key": "p", "value": "1"}]},
     }
     assert codec(tracking_pb2.RunInfo).encode(tracking_pb2.RunInfo(end_time=0)) == {"end_time": 0}  # optional: set is shown
+
+
+def test_a_metric_at_zero_is_written_whole_as_mlflow_does():
+    assert codec(tracking_pb2.Metric).encode(tracking_pb2.Metric(key="loss")) == {"key": "loss", "value": 0.0, "timestamp": 0, "step": 0}
+    written = codec(tracking_pb2.Metric).encode(tracking_pb2.Metric(key="acc", value=0.5, step=2, model_id="m-1"))
+    assert written == {"key": "acc", "value": 0.5, "timestamp": 0, "step": 2, "model_id": "m-1"}
 
 
 def test_numbers_enums_and_aliases_are_read_as_protobuf_json_allows():
