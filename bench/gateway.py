@@ -26,6 +26,7 @@ import urllib.request
 import uuid
 
 import aiohttp
+import asyncpg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import _free_port, fresh_database, running, start_server, start_tracking  # noqa: E402
@@ -52,7 +53,7 @@ def mlflow_server(admin_url: str, artifacts: str):
         cmd = [f"{BIN}/mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", store, "--artifacts-destination", artifacts]
         with running(cmd, port, timeout=180):
             wait_healthy(f"http://127.0.0.1:{port}")
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", url
 
 
 @contextlib.contextmanager
@@ -61,7 +62,7 @@ def mlgrid_server(admin_url: str, artifacts: str):
     with fresh_database(admin_url) as url:
         store = make_url(url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         with start_server(store, artifacts) as (_, base):
-            yield base
+            yield base, url
 
 
 def wait_healthy(base: str, timeout: float = 60) -> None:
@@ -115,7 +116,7 @@ async def closed_loop(concurrency: int, seconds: float, request) -> tuple[int, f
     return done, time.perf_counter() - started
 
 
-async def bench_rest(base: str, seconds: float, concurrency: int, artifact_mb: int) -> dict:
+async def bench_rest(base: str, database_url: str, seconds: float, concurrency: int, artifact_mb: int) -> dict:
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
         api = Api(session, base)
@@ -181,6 +182,7 @@ async def bench_rest(base: str, seconds: float, concurrency: int, artifact_mb: i
             await asyncio.gather(*(seeded_run(i) for i in range(start, start + 50)))
         search = {"experiment_ids": [search_experiment], "filter": "metrics.m0 > 0.3 and tags.team = 'a'",
                   "order_by": ["metrics.m1 DESC"], "max_results": 100}
+        await analyze(database_url)  # as autovacuum would within a minute: plans from current statistics
         latencies = []
         for i in range(60):
             started = time.perf_counter()
@@ -193,6 +195,14 @@ async def bench_rest(base: str, seconds: float, concurrency: int, artifact_mb: i
 
         results.update(await bench_artifact(session, base, experiment_id, run_id, artifact_mb))
         return results
+
+
+async def analyze(database_url: str) -> None:
+    conn = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
 
 
 async def bench_artifact(session: aiohttp.ClientSession, base: str, experiment_id: str, run_id: str, size_mb: int) -> dict:
@@ -282,8 +292,8 @@ def main() -> None:
             continue
         artifacts = tempfile.mkdtemp(prefix=f"bench-{name}-")
         try:
-            with start(args.database_url, artifacts) as base:
-                report[name] = asyncio.run(bench_rest(base, args.seconds, args.concurrency, args.artifact_mb))
+            with start(args.database_url, artifacts) as (base, database_url):
+                report[name] = asyncio.run(bench_rest(base, database_url, args.seconds, args.concurrency, args.artifact_mb))
         finally:
             shutil.rmtree(artifacts, ignore_errors=True)
     if "mlgrid" in report and "mlflow" in report:

@@ -45,6 +45,9 @@ MLFLOW_ERRORS = {
 }
 INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
 JSON = "application/json"
+# The web UI's large answers (/ajax-api/..., e.g. 100 runs' downsampled histories, megabytes of JSON) go
+# gzipped to a browser that accepts it; API clients, mostly near the server, get them as they are.
+COMPRESS_MIN_BYTES = 64 * 1024
 
 # The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, called with the aiohttp app and the
 # RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`),
@@ -151,7 +154,10 @@ class RestGateway:
                 return status_error(error.code, error.message)
             except grpc.aio.AioRpcError as error:
                 return self.call_error(backend, error)
-            return json_response(body)
+            response = json_response(body)
+            if len(response.body) >= COMPRESS_MIN_BYTES and request.path.startswith("/ajax-api/"):
+                response.enable_compression()  # only if the request's Accept-Encoding allows it
+            return response
 
         return handle
 

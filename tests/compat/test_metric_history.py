@@ -1,5 +1,9 @@
 """Metric history through the stock mlflow client: MLflow pages it (25,000 points a request) where
 mlgrid streams it; the gateway cuts the pages."""
+import gzip
+import json
+import urllib.request
+
 import mlflow
 from conftest import unique
 from mlflow.entities import Metric
@@ -35,3 +39,16 @@ def test_the_rest_store_pages(client, mlflow_server_url):
     second = store.get_metric_history(run_id, "y", max_results=2, page_token=first.token)
     third = store.get_metric_history(run_id, "y", max_results=2, page_token=second.token)
     assert [m.step for m in second] == [2, 3] and [m.step for m in third] == [4] and third.token is None
+
+
+def test_large_answers_to_the_ui_are_gzipped(client, mlflow_server_url):
+    run_id = client.create_run(client.create_experiment(unique())).info.run_id
+    client.log_batch(run_id, metrics=[Metric("z", i * 0.5, 1_700_000_000_000 + i, i) for i in range(1000)], synchronous=True)
+    query = f"get-history?run_id={run_id}&metric_key=z"
+    for prefix, encoding in (("/ajax-api", "gzip"), ("/api", None)):
+        request = urllib.request.Request(f"{mlflow_server_url}{prefix}/2.0/mlflow/metrics/{query}", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request) as response:
+            assert response.headers.get("Content-Encoding") == encoding, prefix
+            body = response.read()
+        points = json.loads(gzip.decompress(body) if encoding else body)["metrics"]
+        assert len(points) == 1000 and points[0] == {"key": "z", "value": 0.0, "timestamp": 1_700_000_000_000, "step": 0}
