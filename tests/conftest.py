@@ -8,6 +8,7 @@ import glob
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -194,16 +195,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, log_path, timeout: float = 
 
 @contextlib.contextmanager
 def running(args: list[str], port: int, workdir, env: dict, name: str, preexec_fn=None):
-    """A server process on `port`, stopped at the end."""
+    """A server process on `port`, stopped at the end with what it started (the gateway's nginx): its
+    own process group is sent SIGTERM, and SIGKILL if anything of it is left after 30 s."""
     log_path = workdir / f"{name}.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        proc = subprocess.Popen(
+            args, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn, start_new_session=True
+        )
     try:
         wait_for_port(port, proc, log_path)
         yield proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def unique(prefix: str = "exp") -> str:
