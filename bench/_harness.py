@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from services.common.server import free_port  # noqa: E402
 from services.tracking.migrations import upgrade  # noqa: E402
 from services.tracking.store import run_data_fields  # noqa: E402
 
@@ -49,12 +50,6 @@ def fresh_database(admin_url: str, migrate: bool = True):
         asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(cmd: list[str], port: int, env: dict | None = None, timeout: float = 30):
     """Run `cmd` (from the repository) until the block ends, once it listens on `port`; its
@@ -83,13 +78,13 @@ def running(cmd: list[str], port: int, env: dict | None = None, timeout: float =
 @contextlib.contextmanager
 def start_tracking(db_url: str, **extra_env: str):
     """`python -m services.tracking` on free ports (with extra environment variables); yields its grpc:// URI."""
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         MLGRID_BACKEND_STORE_URI=db_url,
         MLGRID_HOST="127.0.0.1",
         MLGRID_GRPC_PORT=str(port),
-        MLGRID_METRICS_PORT=str(_free_port()),
+        MLGRID_METRICS_PORT=str(free_port()),
         MLGRID_DB_AUTO_INIT="false",
         **extra_env,
     )
@@ -100,7 +95,7 @@ def start_tracking(db_url: str, **extra_env: str):
 @contextlib.contextmanager
 def start_server(db_url: str, artifacts: str):
     """`mlgrid server` on free ports; yields (grpc:// URI, http:// URL of its REST API and UI)."""
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
         "--port", str(http_port), "--backend-store-uri", db_url, "--artifacts-destination", artifacts,

@@ -35,14 +35,9 @@ import time
 import mlgrid
 from mlgrid import _direct_io
 from mlgrid.artifacts import ArtifactRoot
+from services.common.server import free_port
 
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log_path: str) -> None:

@@ -29,7 +29,7 @@ import aiohttp
 import asyncpg
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import _free_port, fresh_database, running, start_server, start_tracking  # noqa: E402
+from _harness import free_port, fresh_database, running, start_server, start_tracking  # noqa: E402
 from services.gateway.nginx import nginx_binary  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -47,7 +47,7 @@ def rate(count: float, seconds: float) -> float:
 @contextlib.contextmanager
 def mlflow_server(admin_url: str, artifacts: str):
     """`mlflow server` as users start it (its default workers), on a new empty database it migrates itself."""
-    port = _free_port()
+    port = free_port()
     with fresh_database(admin_url, migrate=False) as url:
         store = make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         cmd = [f"{BIN}/mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri", store, "--artifacts-destination", artifacts]
@@ -254,7 +254,7 @@ def bench_grpc_overhead(admin_url: str, calls: int = 5000) -> dict:
         tracking_target = tracking_uri.removeprefix("grpc://")
         targets = {"direct": tracking_target}
         for plane in planes:  # a gateway routing by nginx, and one routing in Python
-            grpc_port, http_port = _free_port(), _free_port()
+            grpc_port, http_port = free_port(), free_port()
             env = {"MLGRID_GRPC_PORT": str(grpc_port), "MLGRID_GATEWAY_HTTP_PORT": str(http_port), "MLGRID_METRICS_PORT": "0",
                    "MLGRID_GATEWAY_TRACKING_TARGET": tracking_target, "MLGRID_HOST": "127.0.0.1",
                    "MLGRID_GATEWAY_NGINX": "on" if plane == "nginx" else "off"}

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.common.config import RegistryConfig, StoreConfig
+from services.common.server import free_port  # noqa: F401 (the tests import it from here)
 from services.registry.service import open_store as open_registry_store
 from services.tracking.migrations import upgrade
 from services.tracking.service import open_store
@@ -34,10 +35,17 @@ def in_thread(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def pg_execute(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE...) on the PostgreSQL server at `url`."""
+
+    async def execute():
+        conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    in_thread(asyncio.run, execute())
 
 
 def _pg_answers(url: str) -> bool:
@@ -90,19 +98,11 @@ def pg_url(tmp_path_factory):
             pytest.exit(f"TEST_DATABASE_URL={admin_url} does not answer", returncode=3)
         admin_url, executor = _start_throwaway_postgres(str(tmp_path_factory.mktemp("pg")))
     name = f"mlgrid_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str):
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    in_thread(asyncio.run, admin(f'CREATE DATABASE "{name}"'))
+    pg_execute(admin_url, f'CREATE DATABASE "{name}"')
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     in_thread(upgrade, url)
     yield url
-    in_thread(asyncio.run, admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    pg_execute(admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
     if executor is not None:
         executor.stop()
 

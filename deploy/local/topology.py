@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from services.common.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -34,12 +35,6 @@ BUCKET = "mlgrid"
 SERVICES = ("tracking", "artifacts", "registry", "serving", "gateway")
 # `make up`'s (gRPC, HTTP) ports: the gateway where `mlgrid server` would be, the rest beside it.
 FIXED_PORTS = {"gateway": (50051, 5000), "tracking": (50061, 9101), "artifacts": (50062, 9102), "registry": (50063, 9103), "serving": (50064, 8080)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -211,24 +206,27 @@ def alive(pid: int) -> bool:
     return True
 
 
-def wait_serving(process: Process, proc: subprocess.Popen, timeout: float) -> None:
+def health_serving(target: str) -> bool:
+    """Whether the gRPC server at `target` answers its health check with SERVING."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    with grpc.insecure_channel(target) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_serving(process: Process, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(process.grpc_target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{process.name} exited ({proc.returncode}): {Path(process.log).read_text()[-3000:]}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{process.name} did not become ready in {timeout:.0f}s: see {process.log}")
-            time.sleep(0.1)
+    while not health_serving(process.grpc_target):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{process.name} exited ({proc.returncode}): {Path(process.log).read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} did not become ready in {timeout:.0f}s: see {process.log}")
+        time.sleep(0.1)
 
 
 def create_database(url: str) -> None:

@@ -3,8 +3,9 @@ with health, reflection and Prometheus metrics, stopped cleanly on SIGTERM."""
 import asyncio
 import logging
 import signal
-import time
+import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 
 import grpc
@@ -54,8 +55,11 @@ class Service:
         self.started = started
 
 
-async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Mount the services with health and reflection; returns the started server and its bound port."""
+async def start_grpc(
+    services: list[Service], host: str, port: int, announce_now: bool = True
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """Mount the services with health and reflection; returns the started server and its bound port.
+    With announce_now=False, the caller calls announce() once everything else it serves is up."""
     server = grpc.aio.server(interceptors=[PrometheusInterceptor()], options=GRPC_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -67,12 +71,18 @@ async def start_grpc(services: list[Service], host: str, port: int) -> tuple[grp
     if bound == 0:
         raise SystemExit(f"cannot listen on {host}:{port}: is the port already in use?")
     await server.start()
-    for name in ["", *names]:
+    if announce_now:
+        await announce(services, health_servicer)
+    return server, health_servicer, bound
+
+
+async def announce(services: list[Service], health_servicer: health.aio.HealthServicer) -> None:
+    """Health says SERVING for the server and each service; then each service's `started` hook runs."""
+    for name in ["", *(s.name for s in services)]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     for service in services:
         if service.started:
             await service.started(health_servicer)
-    return server, health_servicer, bound
 
 
 async def start_http(app: web.Application, host: str, port: int, shutdown_seconds: float = 60.0) -> web.AppRunner:
@@ -99,8 +109,9 @@ async def run_until_stopped(
     http_host = http_host or host
     if metrics_port:
         start_http_server(metrics_port, addr=http_host)
-    server, health_servicer, bound = await start_grpc(services, host, grpc_port)
+    server, health_servicer, bound = await start_grpc(services, host, grpc_port, announce_now=False)
     runner = await start_http(http_app(bound), http_host, http_port, grace_seconds) if http_app else None
+    await announce(services, health_servicer)  # ready once the HTTP side listens too
     log.info(
         "serving %s on %s:%d (metrics on :%s%s)", ", ".join(s.name for s in services), host, bound, metrics_port,
         f", HTTP on :{http_port}" if runner else "",
@@ -122,6 +133,13 @@ async def run_until_stopped(
         if service.close:
             await service.close()
     log.info("stopped")
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (for a server to be started on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_event_loop(main: Coroutine) -> None:

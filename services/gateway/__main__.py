@@ -6,8 +6,8 @@ import sys
 
 from services.common.config import GatewayConfig, ServerConfig
 from services.common.errors import MlgridError
-from services.common.server import configure_logging, run_event_loop, run_until_stopped
-from services.gateway.nginx import NginxDataPlane, free_loopback_port, nginx_binary
+from services.common.server import configure_logging, free_port, run_event_loop, run_until_stopped
+from services.gateway.nginx import NginxDataPlane, nginx_binary
 from services.gateway.rest import RestGateway
 from services.gateway.service import backends, gateway_services
 
@@ -31,7 +31,7 @@ async def main() -> None:
     data_plane = None
     grpc_host, grpc_port = server.host, server.grpc_port
     if binary:  # nginx takes the public port; the Python server answers what nginx does not route, on loopback
-        grpc_host, grpc_port = "127.0.0.1", free_loopback_port()
+        grpc_host, grpc_port = "127.0.0.1", free_port()
         data_plane = NginxDataPlane(binary, routed, server.host, server.grpc_port, grpc_port, server.shutdown_grace_seconds)
         # Once the Python server listens and every health mirror has set its service's status.
         services[-1].started = then(services[-1].started, data_plane.start)

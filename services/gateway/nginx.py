@@ -13,7 +13,6 @@ import contextlib
 import logging
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
@@ -96,12 +95,6 @@ http {{
     }}
 }}
 """
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NginxDataPlane:

@@ -1,38 +1,28 @@
 """MLGRID_STARTUP_WAIT_SECONDS: a service whose pod starts before its database is migrated (the chart's
 migrations Job running beside it) or before its bucket exists waits for them, then serves."""
-import asyncio
 import os
 import subprocess
 import sys
 import time
 import uuid
 
-import asyncpg
-import grpc
 import pytest
-from conftest import REPO, free_port, in_thread
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from conftest import REPO, free_port, pg_execute
 from minio import Minio
 from sqlalchemy.engine import make_url
 
 from services.tracking.migrations import upgrade
 
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+sys.path.insert(0, os.path.join(REPO, "deploy", "local"))
+from topology import health_serving  # noqa: E402
 
 
 @pytest.fixture
 def empty_database(pg_url):
-    admin = make_url(pg_url).set(drivername="postgresql")
     name = f"mlgrid_wait_{uuid.uuid4().hex[:8]}"
-    in_thread(asyncio.run, _admin(admin.render_as_string(hide_password=False), f'CREATE DATABASE "{name}"'))
-    yield admin.set(database=name).render_as_string(hide_password=False)
-    in_thread(asyncio.run, _admin(admin.render_as_string(hide_password=False), f'DROP DATABASE "{name}" WITH (FORCE)'))
+    pg_execute(pg_url, f'CREATE DATABASE "{name}"')
+    yield make_url(pg_url).set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    pg_execute(pg_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def start(module: str, env: dict, tmp_path) -> tuple[subprocess.Popen, int]:
@@ -44,11 +34,7 @@ def start(module: str, env: dict, tmp_path) -> tuple[subprocess.Popen, int]:
 
 
 def serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            return False
+    return health_serving(f"127.0.0.1:{port}")
 
 
 def wait_serving(proc: subprocess.Popen, port: int, timeout: float = 30) -> None:

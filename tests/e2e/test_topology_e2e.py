@@ -2,7 +2,6 @@
 PostgreSQL and S3, the gateway in front, configured as the chart configures the pods. A training job
 through the gateway, a model registered and served, metrics from every service, and a service killed
 and restarted mid-run without losing acknowledged data."""
-import asyncio
 import json
 import os
 import re
@@ -13,11 +12,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import asyncpg
 import grpc
 import numpy as np
 import pytest
-from conftest import REPO, in_thread, unique
+from conftest import REPO, pg_execute, unique
 from sqlalchemy.engine import make_url
 
 import mlgrid
@@ -28,14 +26,6 @@ from mlgrid.v1 import tracking_pb2, tracking_pb2_grpc
 
 sys.path.insert(0, os.path.join(REPO, "deploy", "local"))
 from topology import Topology  # noqa: E402
-
-
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 # One topology for the module: its tests run in one xdist worker (make test passes --dist loadgroup).
@@ -55,7 +45,7 @@ def topology(pg_url, s3_endpoint, tmp_path_factory):
         yield topology
     finally:
         topology.down()
-        in_thread(asyncio.run, _admin(admin.render_as_string(hide_password=False), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        pg_execute(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def gateway_uri(topology: Topology) -> str:

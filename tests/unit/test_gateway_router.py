@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.config import GatewayConfig
-from services.common.server import Service, start_grpc
-from services.gateway.nginx import NginxDataPlane, free_loopback_port, nginx_binary
+from services.common.server import Service, free_port, start_grpc
+from services.gateway.nginx import NginxDataPlane, nginx_binary
 from services.gateway.service import backends, gateway_services
 
 ECHO = "/mlgrid.v1.TrackingService/Echo"  # not in the proto: forwarded as a stream both ways
@@ -85,7 +85,7 @@ async def running_gateway(config: GatewayConfig, data_plane: str):
     server, _, port = await start_grpc(services, "127.0.0.1", 0)
     nginx = None
     if data_plane == "nginx":
-        public = free_loopback_port()
+        public = free_port()
         nginx = NginxDataPlane(NGINX, routed, "127.0.0.1", public, port, shutdown_seconds=1)
         await nginx.start()
         port = public
