@@ -20,8 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from services.common.server import free_port  # noqa: E402
-from services.tracking.migrations import upgrade  # noqa: E402
-from services.tracking.store import run_data_fields  # noqa: E402
+from services.db import run_data_fields  # noqa: E402
+from services.db.migrations import upgrade  # noqa: E402
 
 
 def _plain(url: str) -> str:

@@ -16,12 +16,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import asyncpg  # noqa: E402
 from _harness import _plain, fresh_database, latencies_ms, start_tracking  # noqa: E402
 
-import asyncpg  # noqa: E402
-
 import mlgrid  # noqa: E402
-from services.tracking.store import run_data_fields  # noqa: E402
+from services.db import run_data_fields  # noqa: E402
 
 T0 = 1_700_000_000_000
 

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from services.common.config import RegistryConfig, StoreConfig
 from services.common.server import free_port  # noqa: F401 (the tests import it from here)
+from services.db.migrations import upgrade
 from services.registry.service import open_store as open_registry_store
-from services.tracking.migrations import upgrade
 from services.tracking.service import open_store
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from services.common.errors import InvalidArgument
-from services.tracking.store.validation import RUN_ID_PATTERN
+from services.db.validation import RUN_ID_PATTERN
 
 PROXIED_SCHEMES = ("mlgrid-artifacts", "mlflow-artifacts")
 # The local backend's folder for uploads in progress, at its root; no path may name it.

@@ -4,9 +4,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mlgrid.v1 import registry_pb2_grpc
 from services.common.config import RegistryConfig, StoreConfig
 from services.common.server import Service
+from services.db.migrations import checked_engine
 from services.registry.servicer import SERVICE_NAME, RegistryServicer
 from services.registry.store.sql import SqlRegistryStore
-from services.tracking.migrations import checked_engine
 
 
 async def open_store(config: StoreConfig, registry: RegistryConfig) -> SqlRegistryStore:

@@ -2,7 +2,7 @@
 from mlgrid.v1 import tracking_pb2_grpc
 from services.common.config import StoreConfig
 from services.common.server import Service
-from services.tracking.migrations import checked_engine
+from services.db.migrations import checked_engine
 from services.tracking.servicer import TrackingServicer
 from services.tracking.store.sql import SqlTrackingStore
 

@@ -11,7 +11,7 @@ from conftest import REPO, free_port, pg_execute
 from minio import Minio
 from sqlalchemy.engine import make_url
 
-from services.tracking.migrations import upgrade
+from services.db.migrations import upgrade
 
 sys.path.insert(0, os.path.join(REPO, "deploy", "local"))
 from topology import health_serving  # noqa: E402

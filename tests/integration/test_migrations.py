@@ -11,8 +11,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mlgrid.v1 import tracking_pb2 as pb
-from services.common.db import async_url
-from services.tracking.migrations import upgrade
+from services.db.engine import async_url
+from services.db.migrations import upgrade
 from services.tracking.service import open_store
 
 RUNS = 101  # 10,100 params: more than one backfill batch of 10,000

@@ -9,8 +9,7 @@ from sqlalchemy import func, select, update
 
 from mlgrid.v1 import registry_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.registry.store.schema import registered_model_followers, registry_events
-from services.tracking.store.schema import experiments, runs
+from services.db.schema import experiments, registered_model_followers, registry_events, runs
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 OTHER_RUN_ID = "fedcba9876543210fedcba9876543210"

@@ -17,16 +17,8 @@ from sqlalchemy.pool import StaticPool
 
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import InvalidArgument
-from services.tracking.store.schema import (
-    experiment_tags,
-    experiments,
-    latest_metrics,
-    metadata,
-    params,
-    runs,
-    tags,
-)
-from services.tracking.store import run_data_fields
+from services.db import run_data_fields
+from services.db.schema import experiment_tags, experiments, latest_metrics, metadata, params, runs, tags
 from services.tracking.store.search import experiment_search_select, fetch_run_page, run_search_phases
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

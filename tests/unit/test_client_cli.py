@@ -108,7 +108,7 @@ def test_server_runs_services_server_with_the_options(cli, monkeypatch):
 
 
 @pytest.mark.parametrize("args, module", [(("server",), "services.server"),
-                                          (("db", "upgrade", "sqlite:///x.db"), "services.tracking.migrations")])
+                                          (("db", "upgrade", "sqlite:///x.db"), "services.db.migrations")])
 def test_server_commands_without_the_server_extra(cli, monkeypatch, args, module):
     monkeypatch.setitem(sys.modules, module, None)  # what a missing dependency looks like to import
     result = cli(*args)
@@ -117,6 +117,6 @@ def test_server_commands_without_the_server_extra(cli, monkeypatch, args, module
 
 def test_db_upgrade_migrates_the_uri(cli, monkeypatch):
     upgraded = []
-    monkeypatch.setitem(sys.modules, "services.tracking.migrations", types.SimpleNamespace(upgrade=upgraded.append))
+    monkeypatch.setitem(sys.modules, "services.db.migrations", types.SimpleNamespace(upgrade=upgraded.append))
     assert cli("db", "upgrade", "postgresql://db/x").exit_code == 0 and upgraded == ["postgresql://db/x"]
 

@@ -1,7 +1,7 @@
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.tracking.store import validation
+from services.db import validation
 
 
 @pytest.mark.parametrize("key", ["loss", "val/loss", "a.b-c_d e:f", "学习率", "x" * 250])

@@ -83,7 +83,7 @@ def db() -> None:
 @click.argument("uri")
 def upgrade(uri: str) -> None:
     """Apply the schema migrations to the database at URI."""
-    _import_server_module("services.tracking.migrations").upgrade(uri)
+    _import_server_module("services.db.migrations").upgrade(uri)
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -1,23 +1,23 @@
 """Search filters and orderings of registered models and model versions, in MLflow's grammar,
-parsed by the tracking service's parser (services/tracking/store/search.py):
+parsed by the shared parser (services/db/filters.py):
 
     name LIKE '%fraud%' AND tags.team = 'risk'
     name = 'fraud' AND run_id = '...' AND version_number >= 3 AND tags."validated" = 'yes'
 """
 from sqlalchemy import Select, exists, select
 
-from services.registry.store.schema import model_version_tags, model_versions, registered_model_tags, registered_models
-from services.tracking.store.search import (
+from services.db.filters import (
     ATTRIBUTE_PREFIXES,
     COMPARE,
     TAG_PREFIXES,
     Comparison,
-    OrderKey,
     Grammar,
+    OrderKey,
     ordered,
     parse_filter,
     parse_order_by,
 )
+from services.db.schema import model_version_tags, model_versions, registered_model_tags, registered_models
 
 _MODEL_ORDER_ATTRIBUTES = {
     "name": registered_models.c.name,

@@ -18,8 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mlgrid.v1 import registry_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from services.registry.store import validation
-from services.registry.store.schema import (
+from services.db import validation as db_validation
+from services.db.clock import now_ms
+from services.db.paging import decode_page_token, encode_page_token
+from services.db.schema import (
+    logged_models,
     model_version_tags,
     model_versions,
     registered_model_aliases,
@@ -27,11 +30,10 @@ from services.registry.store.schema import (
     registered_model_tags,
     registered_models,
     registry_events,
+    runs,
 )
+from services.registry.store import validation
 from services.registry.store.search import model_search_select, version_search_select
-from services.tracking.store import validation as tracking_validation
-from services.tracking.store.schema import logged_models, runs
-from services.tracking.store.sql import decode_page_token, encode_page_token, now_ms
 
 Event = pb.RegistryEvent
 EVENT_PAGE = 500  # events read per query by a watcher
@@ -208,7 +210,7 @@ class SqlRegistryStore:
     async def search_registered_models(
         self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str
     ) -> tuple[list[pb.RegisteredModel], str]:
-        limit = tracking_validation.max_results(max_results, default=100)
+        limit = db_validation.max_results(max_results, default=100)
         offset = decode_page_token(page_token)
         query = model_search_select(filter_string, list(order_by), offset, limit + 1)
         async with self._reader.connect() as conn:
@@ -248,7 +250,7 @@ class SqlRegistryStore:
         logged_model_id = validation.logged_model_of(source, logged_model_id)
         from_source = validation.run_id_of(source)
         if run_id:
-            tracking_validation.run_id(run_id)
+            db_validation.run_id(run_id)
             if from_source and run_id != from_source:
                 raise InvalidArgument(f"run_id {run_id} differs from the run of source {source!r}; pass one or make them agree")
         run_id = run_id or from_source
@@ -323,7 +325,7 @@ class SqlRegistryStore:
     async def search_model_versions(
         self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str
     ) -> tuple[list[pb.ModelVersion], str]:
-        limit = tracking_validation.max_results(max_results, default=1000)
+        limit = db_validation.max_results(max_results, default=1000)
         offset = decode_page_token(page_token)
         query = version_search_select(filter_string, list(order_by), offset, limit + 1)
         async with self._reader.connect() as conn:

@@ -3,10 +3,9 @@ import re
 from urllib.parse import urlparse
 
 from services.common.errors import InvalidArgument
-from services.registry.store.schema import MAX_NAME_LENGTH
-from services.tracking.store import validation as tracking_validation
-from services.tracking.store.logged_models import check_model_id
-from services.tracking.store.validation import RUN_ID_PATTERN, STORE_SCHEMES
+from services.db import validation as db_validation
+from services.db.schema import MAX_MODEL_NAME_LENGTH
+from services.db.validation import RUN_ID_PATTERN, STORE_SCHEMES
 
 STAGES = ("None", "Staging", "Production", "Archived")
 ARCHIVING_STAGES = ("Staging", "Production")  # the stages archive_existing_versions applies to
@@ -25,8 +24,8 @@ _SOURCE_FORMS = (
 def model_name(value: str) -> str:
     if not value or not value.strip():
         raise InvalidArgument("registered model name must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"registered model name is {len(value)} characters; the limit is {MAX_NAME_LENGTH}")
+    if len(value) > MAX_MODEL_NAME_LENGTH:
+        raise InvalidArgument(f"registered model name is {len(value)} characters; the limit is {MAX_MODEL_NAME_LENGTH}")
     if "/" in value or "@" in value or any(ord(c) < 32 for c in value):
         raise InvalidArgument(
             f"invalid registered model name {value!r}: it must not contain '/', '@' or control characters, "
@@ -68,8 +67,8 @@ MAX_LEASE_SECONDS = 3600
 
 
 def follower(value: str) -> str:
-    if not value or len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"follower must name the serving replica in 1 to {MAX_NAME_LENGTH} characters")
+    if not value or len(value) > MAX_MODEL_NAME_LENGTH:
+        raise InvalidArgument(f"follower must name the serving replica in 1 to {MAX_MODEL_NAME_LENGTH} characters")
     return value
 
 
@@ -82,7 +81,7 @@ def lease_seconds(value: int) -> int:
 
 
 def tag(kind: str, key: str, value: str) -> None:
-    tracking_validation.tag_value(tracking_validation.key(kind, key), value)
+    db_validation.tag_value(db_validation.key(kind, key), value)
 
 
 def source(value: str) -> str:
@@ -124,7 +123,7 @@ def logged_model_of(source_uri: str, model_id: str) -> str:
     (MLflow's client sends both); '' when neither."""
     from_source = source_uri[len("models:/"):] if LOGGED_MODEL_SOURCE.match(source_uri) else ""
     if model_id:
-        check_model_id(model_id)
+        db_validation.model_id(model_id)
         if from_source and model_id != from_source:
             raise InvalidArgument(f"model_id {model_id} differs from the logged model of source {source_uri!r}; make them agree")
     return model_id or from_source

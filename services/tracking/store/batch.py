@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.common.errors import InvalidArgument
-from services.tracking.store import metric_codec, run_data_fields, validation
+from services.db import run_data_fields, validation
+from services.tracking.store import metric_codec
 
 RUN_NAME_TAG = "mlflow.runName"
 

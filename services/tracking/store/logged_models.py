@@ -8,7 +8,6 @@ so that a metric logged with a model_id is stored for the run and for the model 
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import Sequence
 
@@ -17,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import sql as tracking_sql  # imports this module: use its names at call time
-from services.tracking.store import validation
-from services.tracking.store.schema import (
+from services.db import validation
+from services.db.clock import now_ms
+from services.db.filters import ATTRIBUTE_PREFIXES, COMPARE, TAG_PREFIXES, Comparison, Grammar, ordered, parse_filter
+from services.db.paging import decode_page_token, encode_page_token
+from services.db.schema import (
     logged_model_metrics,
     logged_model_params,
     logged_model_tags,
@@ -27,18 +28,9 @@ from services.tracking.store.schema import (
     run_model_inputs,
     run_outputs,
 )
-from services.tracking.store.search import (
-    ATTRIBUTE_PREFIXES,
-    COMPARE,
-    TAG_PREFIXES,
-    Comparison,
-    Grammar,
-    ordered,
-    parse_filter,
-)
+from services.tracking.store.names import generate_run_name
 
 ACTIVE, DELETED = "active", "deleted"
-MODEL_ID_PATTERN = re.compile(r"^m-[0-9a-f]{32}$")
 DEFAULT_PAGE = 100
 RUN_ID_CHUNK = 10_000  # bound parameters per query, under SQLite's limit
 MAX_MODEL_TYPE_LENGTH = 500
@@ -70,12 +62,6 @@ _GRAMMAR = Grammar(
 _KEYED = {"param": logged_model_params, "tag": logged_model_tags}
 
 
-def check_model_id(model_id: str) -> str:
-    if not MODEL_ID_PATTERN.match(model_id or ""):
-        raise InvalidArgument(f"invalid logged model id {model_id!r}: expected m-<32 hexadecimal characters>")
-    return model_id
-
-
 def _no_model(model_id: str) -> NotFound:
     return NotFound(f"logged model {model_id} does not exist")
 
@@ -104,7 +90,7 @@ class LoggedModels:
         params: Sequence[pb.LoggedModelParameter], tags: Sequence[pb.LoggedModelTag],
     ) -> pb.LoggedModel:
         exp_id = validation.experiment_id(experiment_id or "0")
-        name = validation.run_name(name or tracking_sql.generate_run_name())
+        name = validation.run_name(name or generate_run_name())
         if len(model_type) > MAX_MODEL_TYPE_LENGTH:
             raise InvalidArgument(f"model_type is {len(model_type)} characters; the limit is {MAX_MODEL_TYPE_LENGTH}")
         _check_key_values("logged model param", params, validation.param_value)
@@ -116,7 +102,7 @@ class LoggedModels:
                 raise FailedPrecondition(f"experiment {exp_id} is deleted: restore it, or log the model in another experiment")
             if source_run_id:
                 await self._store._run_row(conn, validation.run_id(source_run_id))
-            now = tracking_sql.now_ms()
+            now = now_ms()
             await conn.execute(logged_models.insert().values(
                 model_id=model_id, experiment_id=exp_id, name=name, source_run_id=source_run_id or None,
                 status=_STATUS_NAMES[pb.LOGGED_MODEL_PENDING], status_message="", model_type=model_type,
@@ -141,8 +127,8 @@ class LoggedModels:
         """Mark an active model updated (with `values`); NotFound when there is none."""
         result = await conn.execute(
             update(logged_models)
-            .where(logged_models.c.model_id == check_model_id(model_id), logged_models.c.lifecycle_stage == ACTIVE)
-            .values(last_updated_time=tracking_sql.now_ms(), **values)
+            .where(logged_models.c.model_id == validation.model_id(model_id), logged_models.c.lifecycle_stage == ACTIVE)
+            .values(last_updated_time=now_ms(), **values)
         )
         if result.rowcount == 0:
             raise _no_model(model_id)
@@ -181,7 +167,7 @@ class LoggedModels:
 
     async def insert_metrics(self, conn: AsyncConnection, run_id: str, metrics: Sequence[pb.Metric]) -> None:
         """Store points that name a model_id as that model's metrics too (in the caller's transaction)."""
-        ids = {check_model_id(m.model_id) for m in metrics}
+        ids = {validation.model_id(m.model_id) for m in metrics}
         found = set((await conn.execute(select(logged_models.c.model_id).where(
             logged_models.c.model_id.in_(ids), logged_models.c.lifecycle_stage == ACTIVE
         ))).scalars())
@@ -198,7 +184,7 @@ class LoggedModels:
 
     async def link_run(self, run_id: str, outputs: Sequence[pb.ModelOutput], inputs: Sequence[pb.ModelInput]) -> None:
         """Record models a run produced (outputs, at a step) or used (inputs)."""
-        ids = {check_model_id(m.model_id) for m in (*outputs, *inputs)}
+        ids = {validation.model_id(m.model_id) for m in (*outputs, *inputs)}
         async with self._store.engine.begin() as conn:
             await self._store._active_run(conn, run_id)
             found = set((await conn.execute(select(logged_models.c.model_id).where(logged_models.c.model_id.in_(ids)))).scalars())
@@ -219,7 +205,7 @@ class LoggedModels:
     # ------------------------------------------------------------ reads
 
     async def get(self, model_id: str, allow_deleted: bool = False) -> pb.LoggedModel:
-        conditions = [logged_models.c.model_id == check_model_id(model_id)]
+        conditions = [logged_models.c.model_id == validation.model_id(model_id)]
         if not allow_deleted:
             conditions.append(logged_models.c.lifecycle_stage == ACTIVE)
         async with self._store._reader.connect() as conn:
@@ -233,12 +219,12 @@ class LoggedModels:
         order_by: Sequence, page_token: str,
     ) -> tuple[list[pb.LoggedModel], str]:
         limit = validation.max_results(max_results, default=DEFAULT_PAGE)
-        offset = tracking_sql.decode_page_token(page_token)
+        offset = decode_page_token(page_token)
         query = self._search_select([validation.experiment_id(e) for e in experiment_ids], filter_string, datasets, order_by)
         async with self._store._reader.connect() as conn:
             rows = (await conn.execute(query.offset(offset).limit(limit + 1))).all()
             found = await self._from_rows(conn, rows[:limit])
-        return found, tracking_sql.encode_page_token(offset + limit) if len(rows) > limit else ""
+        return found, encode_page_token(offset + limit) if len(rows) > limit else ""
 
     @staticmethod
     def _search_select(experiment_ids: list[int], filter_string: str, datasets: Sequence, order_by: Sequence) -> Select:

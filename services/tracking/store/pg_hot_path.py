@@ -11,7 +11,7 @@ import struct
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from services.tracking.store import run_data_fields
+from services.db import run_data_fields
 from services.tracking.store.batch import RUN_NAME_TAG, PreparedBatch, params_to_insert
 
 # One statement, one round trip: append the point if the run is active, and

@@ -4,15 +4,11 @@ Entities cross this module as the mlgrid.v1 proto messages, which are the
 domain types of the service: the servicer passes them through untouched.
 """
 import asyncio
-import base64
-import json
 import logging
-import random
-import time
 import uuid
 from collections import defaultdict
-from types import SimpleNamespace
 from collections.abc import AsyncIterator, Iterable, Sequence
+from types import SimpleNamespace
 
 import numpy as np
 from sqlalchemy import and_, delete, select, update
@@ -24,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.config import StoreConfig
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tracking.store import batch, downsample, logged_models, metric_codec, run_data_fields, validation
-from services.tracking.store.batch import RUN_NAME_TAG
-from services.tracking.store.schema import (
+from services.db import run_data_fields, validation
+from services.db.clock import now_ms
+from services.db.paging import decode_page_token, encode_page_token
+from services.db.schema import (
     datasets,
     experiment_tags,
     experiments,
@@ -39,6 +36,9 @@ from services.tracking.store.schema import (
     runs,
     tags,
 )
+from services.tracking.store import batch, downsample, logged_models, metric_codec
+from services.tracking.store.batch import RUN_NAME_TAG
+from services.tracking.store.names import generate_run_name
 from services.tracking.store.pg_hot_path import PgHotPath
 from services.tracking.store.search import experiment_search_select, fetch_run_page
 
@@ -48,33 +48,6 @@ ACTIVE, DELETED = "active", "deleted"
 DEFAULT_EXPERIMENT_ID = 0
 ID_CHUNK = 250  # runs per query when loading many runs
 HISTORY_READS_AT_ONCE = 4
-
-_ADJECTIVES = "able bold brave bright calm clever crisp eager fair fast gentle glad grand keen kind lucky merry neat noble proud quick quiet rare sharp shy smart swift tidy vast warm wise".split()
-_NOUNS = "ant bass bat bear bee carp cat colt crab crow deer dove duck eel elk fawn finch fox frog goat hare hawk hen lark lion lynx mole moth newt owl ram seal shrew slug snail swan toad wasp whale wolf wren yak".split()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def generate_run_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"
-
-
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-        if isinstance(offset, int) and offset >= 0:
-            return offset
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise InvalidArgument(f"invalid page_token {token!r}: pass the next_page_token of the previous response unchanged")
 
 
 class SqlTrackingStore:

@@ -4,8 +4,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services.registry.store.schema  # noqa: F401 - adds the registry tables to the metadata
-from services.tracking.store.schema import metadata
+from services.db.schema import metadata
 
 
 def run_migrations(connection) -> None:

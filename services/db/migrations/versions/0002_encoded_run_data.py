@@ -5,11 +5,10 @@ Revises: 0001
 """
 import math
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-from services.tracking.store import run_data_fields
-
+from services.db import run_data_fields
 
 revision = '0002'
 down_revision = '0001'

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import StoreConfig
-from services.common.db import async_url, create_engine
 from services.common.errors import FailedPrecondition
+from services.db.engine import async_url, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent
 

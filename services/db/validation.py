@@ -23,6 +23,7 @@ MAX_ARTIFACT_LOCATION_LENGTH = 950  # runs append /<run id>/artifacts within a 1
 
 # Letters (any script), digits, and _ - . space / : as MLflow allows.
 _KEY_PATTERN = re.compile(r"^[\w\-. /:]+$")
+MODEL_ID_PATTERN = re.compile(r"^m-[0-9a-f]{32}$")  # a logged model, as MLflow 3
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex, as MLflow
 _EXPERIMENT_ID_PATTERN = re.compile(r"^[0-9]{1,18}$")
 # Object stores addressed by URI, where no local path is involved.
@@ -153,3 +154,9 @@ def artifact_location(location: str, local_roots: list[str]) -> str:
         f"artifact location {location!r} is outside the configured artifact roots ({', '.join(local_roots)}); "
         "choose a folder under one of them, or set MLGRID_ARTIFACT_ROOTS"
     )
+
+
+def model_id(model_id: str) -> str:
+    if not MODEL_ID_PATTERN.match(model_id or ""):
+        raise InvalidArgument(f"invalid logged model id {model_id!r}: expected m-<32 hexadecimal characters>")
+    return model_id
