@@ -7,6 +7,9 @@ repeated {key, value} list. Requests may also carry `run_uuid` for `run_id`; unk
 ignored, as MLflow does. Artifact locations that mlgrid writes `mlgrid-artifacts:/...` are shown as
 `mlflow-artifacts:/...` (the stock client then uses the gateway's mlflow-artifacts endpoints) and
 read back. The few endpoints whose shape really differs from their RPC are in ENDPOINTS at the end.
+
+One job: the JSON <-> protobuf conversion of MLflow's REST API (the adapters, their compiler and the
+few endpoints that need their own), one table-driven module that the REST routes share.
 """
 import base64
 import binascii

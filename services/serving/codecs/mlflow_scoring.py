@@ -22,6 +22,9 @@ Where this codec differs from MLflow, on purpose:
   CSV path leaves binary as text and rejects datetime);
 - MLflow ignores unknown top-level keys; `strict=True` rejects them instead;
 - DataFrame column names are strings (the Payload's keys); without "columns", "0", "1", ...
+
+One job: MLflow's scoring protocol, every input format it accepts (dataframe_split/records, instances,
+inputs, CSV, params) and its answers, kept together so its facts about MLflow stay in one place.
 """
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ and never reach the model: Triton's "sequence_id", "sequence_start", "sequence_e
 "binary_data_size"; shared memory's "shared_memory_region", "shared_memory_byte_size",
 "shared_memory_offset" (not supported: an input naming a region is refused); the classification
 extension's "classification" / "class_count" (not supported: refused); MLServer's "content_type".
+
+One job: the Open Inference Protocol's wire formats (gRPC and REST, JSON and binary tensors, both
+directions), one codec whose datatype rules both transports share.
 """
 from __future__ import annotations
 
