@@ -123,6 +123,17 @@ def batch_sizes(n_metrics: int, n_params: int, n_tags: int) -> None:
             raise InvalidArgument(f"a batch may hold at most {limit} {what}; this one has {count}. Split it into several calls")
 
 
+def unsafe_uri_part(uri: str) -> str:
+    """What makes `uri` unsafe to store as a location (each has been a path-traversal route in MLflow); '' if nothing."""
+    if "\x00" in uri or "\\" in uri:
+        return "NUL bytes and backslashes are not allowed"
+    if "#" in uri or "?" in uri:
+        return "fragments (#) and query strings (?) are not allowed"
+    if ".." in urlparse(uri).path.split("/"):
+        return "'..' segments are not allowed"
+    return ""
+
+
 def artifact_location(location: str, local_roots: list[str]) -> str:
     """Accept a store URI (s3://, mlgrid-artifacts:/, ...) or a local path under one of the roots.
 
@@ -131,13 +142,10 @@ def artifact_location(location: str, local_roots: list[str]) -> str:
     """
     if len(location) > MAX_ARTIFACT_LOCATION_LENGTH:
         raise InvalidArgument(f"artifact location is {len(location)} characters; the limit is {MAX_ARTIFACT_LOCATION_LENGTH}")
-    if "\x00" in location or "\\" in location:
-        raise InvalidArgument(f"invalid artifact location {location!r}: NUL bytes and backslashes are not allowed")
+    unsafe = unsafe_uri_part(location)
+    if unsafe:
+        raise InvalidArgument(f"invalid artifact location {location!r}: {unsafe}")
     parsed = urlparse(location)
-    if parsed.fragment or "#" in location or parsed.query or "?" in location:
-        raise InvalidArgument(f"invalid artifact location {location!r}: fragments (#) and query strings (?) are not allowed")
-    if ".." in parsed.path.split("/"):
-        raise InvalidArgument(f"invalid artifact location {location!r}: '..' segments are not allowed")
     if parsed.scheme in REMOTE_ARTIFACT_SCHEMES:
         return location
     if parsed.scheme not in ("", "file") or (parsed.scheme == "file" and parsed.netloc not in ("", "localhost")):

@@ -1,11 +1,13 @@
-"""Input checks of the registry, with MLflow's rules; each failure is an InvalidArgument that says what to fix."""
+"""Input checks of the registry's own rules (model names, versions, stages, aliases, sources, follower
+leases), as MLflow's; ids, keys, values and unsafe URIs are checked by the shared services/db/validation.py.
+Each failure is an InvalidArgument that says what to fix."""
 import re
 from urllib.parse import urlparse
 
 from services.common.errors import InvalidArgument
 from services.db import validation as db_validation
 from services.db.schema import MAX_MODEL_NAME_LENGTH
-from services.db.validation import RUN_ID_PATTERN, STORE_SCHEMES
+from services.db.validation import MODEL_ID_PATTERN, RUN_ID_PATTERN, STORE_SCHEMES
 
 STAGES = ("None", "Staging", "Production", "Archived")
 ARCHIVING_STAGES = ("Staging", "Production")  # the stages archive_existing_versions applies to
@@ -14,7 +16,6 @@ MAX_ALIAS_LENGTH = 255
 _ALIAS_PATTERN = re.compile(r"^[\w\-]+$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 _VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
-LOGGED_MODEL_SOURCE = re.compile(r"^models:/m-[0-9a-f]{32}$")
 _SOURCE_FORMS = (
     "runs:/<run_id>/<path>, models:/<logged model id>, mlgrid-artifacts:/<path>, or a store URI "
     f"({', '.join(s + '://bucket/path' for s in STORE_SCHEMES)})"
@@ -90,15 +91,12 @@ def source(value: str) -> str:
     if not value:
         raise InvalidArgument(f"a model version needs a source: {_SOURCE_FORMS}")
     bad = lambda why: InvalidArgument(f"invalid model version source {value!r}: {why}")  # noqa: E731
-    if "\x00" in value or "\\" in value:
-        raise bad("NUL bytes and backslashes are not allowed")
-    if "#" in value or "?" in value:
-        raise bad("fragments (#) and query strings (?) are not allowed")
+    unsafe = db_validation.unsafe_uri_part(value)
+    if unsafe:
+        raise bad(unsafe)
     parsed = urlparse(value)
-    if ".." in parsed.path.split("/"):
-        raise bad("'..' segments are not allowed")
     if parsed.scheme == "models":
-        if not LOGGED_MODEL_SOURCE.match(value):
+        if not _logged_model_in(value):
             raise bad("a models:/ source names a logged model, models:/m-<32 hex>; for a registered version, "
                       "register the source of that version instead")
         return value
@@ -118,10 +116,16 @@ def source(value: str) -> str:
     raise bad(f"local paths and {parsed.scheme or 'scheme-less'} URIs are not allowed; use {_SOURCE_FORMS}")
 
 
+def _logged_model_in(source_uri: str) -> str:
+    """The logged model id of a models:/<model id> source, else ''."""
+    model_id = source_uri[len("models:/"):] if source_uri.startswith("models:/") else ""
+    return model_id if MODEL_ID_PATTERN.match(model_id) else ""
+
+
 def logged_model_of(source_uri: str, model_id: str) -> str:
     """The logged model a version is made from: named by its models:/<model id> source, or by model_id
     (MLflow's client sends both); '' when neither."""
-    from_source = source_uri[len("models:/"):] if LOGGED_MODEL_SOURCE.match(source_uri) else ""
+    from_source = _logged_model_in(source_uri)
     if model_id:
         db_validation.model_id(model_id)
         if from_source and model_id != from_source:
