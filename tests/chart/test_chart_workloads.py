@@ -2,10 +2,8 @@
 compared with what each service reads (services/common/config.py)."""
 import ast
 import importlib
-import inspect
 import json
 import os
-import re
 
 import pytest
 import yaml
@@ -49,7 +47,7 @@ def config_classes(component: str) -> list[type]:
 
 
 def variables_read(component: str) -> set[str]:
-    return {name for cls in config_classes(component) for name in re.findall(r'"(MLGRID_[A-Z0-9_]+)"', inspect.getsource(cls.from_env))}
+    return {name for cls in config_classes(component) for name in cls.variables() if name.startswith("MLGRID_")}
 
 
 def deployments(objects) -> dict[str, dict]:
