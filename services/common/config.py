@@ -289,7 +289,7 @@ def with_table(document: str) -> str:
     _, found_end, tail = rest.partition(TABLE_END)
     if not (found and found_end):
         raise SystemExit(f"no {TABLE_BEGIN} ... {TABLE_END} lines to put the table between")
-    return f"{head}{TABLE_BEGIN}\n{markdown_table()}{TABLE_END}{tail}"
+    return f"{head}{TABLE_BEGIN}\n\n{markdown_table()}\n{TABLE_END}{tail}"
 
 
 if __name__ == "__main__":
