@@ -2,19 +2,20 @@
 
 Each class below is read from the environment (12-factor) by `from_env()` only: constructing one directly,
 `StoreConfig(backend_store_uri=...)`, never looks at the environment, so the fields not given take their
-declared defaults. A variable is MLGRID_ + the class's prefix + the field's name in capitals, unless the
-field names its own (`validation_alias`: the first name wins, the others are fallbacks). Each field's
+declared defaults. A field's variable is its class's prefix (MLGRID_, MLGRID_SERVING_, ...) + its name in
+capitals, unless it names its own (`validation_alias`: the first name wins, the others are fallbacks). Each field's
 docstring is its description. `python -m services.common.config` prints the README's table of them;
 a test compares it with the README, and the Helm chart's tests with what the chart sets.
 """
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from typing_extensions import Self  # typing's from Python 3.11 on
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -42,7 +43,6 @@ Duration = Annotated[float, Field(allow_inf_nan=False)]
 # What a refused value should have been, by pydantic's error type.
 EXPECTED = {
     "int_parsing": "is not an integer",
-    "int_from_float": "is not an integer",
     "float_parsing": "is not a number",
     "finite_number": "is not a finite number",
 }
