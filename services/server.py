@@ -3,7 +3,6 @@
 separate pods in the cluster — with gRPC on --grpc-port and MLflow's REST API
 (and /metrics) on --port. The REST side calls the services through a loopback
 channel to the process's own gRPC port: the same code path as the gateway's."""
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def run(
 ) -> None:
     configure_logging()
     # A local folder, or s3://bucket/prefix with the MLGRID_S3_* settings from the environment.
-    artifacts_config = dataclasses.replace(ArtifactsConfig.from_env(), destination=artifacts_destination)
+    artifacts_config = ArtifactsConfig.from_env().model_copy(update={"destination": artifacts_destination})
     if not artifacts_config.is_s3:
         Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     config = StoreConfig(
@@ -56,8 +55,8 @@ def run(
 
     def rest_app(bound_grpc_port: int):
         loopback = f"{local_address(host)}:{bound_grpc_port}"
-        config = dataclasses.replace(
-            GatewayConfig.from_env(), tracking_target=loopback, artifacts_target=loopback, registry_target=loopback
+        config = GatewayConfig.from_env().model_copy(
+            update={"tracking_target": loopback, "artifacts_target": loopback, "registry_target": loopback}
         )
         loopback_backends = backends(config)
 

@@ -1,210 +1,303 @@
-"""Configuration from environment variables (12-factor).
+"""Every setting of the services, declared once: its environment variable, type, default and meaning.
 
-Every variable any service reads is declared here, once, with its default;
-the README's table and the Helm chart's ConfigMap follow this list.
+Each class below is read from the environment (12-factor) by `from_env()` only: constructing one directly,
+`StoreConfig(backend_store_uri=...)`, never looks at the environment, so the fields not given take their
+declared defaults. A field's variable is its class's prefix (MLGRID_, MLGRID_SERVING_, ...) + its name in
+capitals, unless it names its own (`validation_alias`: the first name wins, the others are fallbacks). Each field's
+docstring is its description. `python -m services.common.config` prints the README's table of them;
+a test compares it with the README, and the Helm chart's tests with what the chart sets.
 """
 import os
-from dataclasses import dataclass, field
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from typing_extensions import Self  # typing's from Python 3.11 on
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def parse_flag(value: Any) -> Any:
+    """A boolean variable: one of TRUE or FALSE, in any case."""
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word not in TRUE + FALSE:
+        raise PydanticCustomError("flag_parsing", "is not one of {words}", {"words": "/".join(TRUE + FALSE)})
+    return word in TRUE
 
 
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+def split_list(value: Any) -> Any:
+    """A comma-separated variable: its items, stripped, empty ones left out."""
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
 
-def env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+Flag = Annotated[bool, BeforeValidator(parse_flag)]
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+# A duration or rate in the unit its name says (seconds, ms): fractions allowed, infinity and NaN refused.
+Duration = Annotated[float, Field(allow_inf_nan=False)]
+
+# What a refused value should have been, by pydantic's error type.
+EXPECTED = {
+    "int_parsing": "is not an integer",
+    "float_parsing": "is not a number",
+    "finite_number": "is not a finite number",
+}
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+class Settings(BaseSettings):
+    """The base of every settings class: frozen, read from the environment only by from_env()."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLGRID_",
+        env_ignore_empty=True,  # an empty variable is an unset one
+        frozen=True,
+        use_attribute_docstrings=True,
+        validate_by_name=True,  # fields with their own variable names are still constructed by field name
+    )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings,)  # construction never reads the environment: from_env() does
+
+    @classmethod
+    def from_env(cls, **defaults: Any) -> Self:
+        """The settings of the environment's variables; `defaults` for the fields whose variable is not set
+        (e.g. a service's own gRPC port). A malformed value stops the process, naming the variable."""
+        values = EnvSettingsSource(cls)()
+        try:
+            return cls(**{**defaults, **values})
+        except ValidationError as error:
+            raise SystemExit("; ".join(cls._refusal(e) for e in error.errors())) from None
+
+    @classmethod
+    def _refusal(cls, error: dict) -> str:
+        """`VARIABLE='value' is not ...`: the variable the refused value came from, and what it should be."""
+        key = error["loc"][0] if error["loc"] else None
+        names = next((cls.env_names(field) for field in cls.model_fields if key in (field, *cls.env_names(field))), ())
+        given = {name.upper(): name for name, value in os.environ.items() if value}  # names are not case-sensitive
+        variable = next((given[name] for name in names if name in given), names[0] if names else cls.__name__)
+        return f"{variable}={error['input']!r} {EXPECTED.get(error['type'], error['msg'])}"
+
+    @classmethod
+    def env_names(cls, field: str) -> tuple[str, ...]:
+        """The variables that set `field`, the first one first."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return tuple(str(choice) for choice in alias.choices)
+        return (alias,) if isinstance(alias, str) else (f"{cls.model_config['env_prefix']}{field}".upper(),)
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """{every variable this class reads: the field it sets}."""
+        return {name: field for field in cls.model_fields for name in cls.env_names(field)}
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    """Where a service listens, and how it stops."""
+def variable(*names: str) -> AliasChoices:
+    """A field's own variable name(s), where it is not the class's prefix + the field's name."""
+    return AliasChoices(*names)
+
+
+class ServerConfig(Settings):
+    """Every service: where it listens, and how it stops."""
 
     host: str = "0.0.0.0"
+    """listen address"""
     grpc_port: int = 50051
-    metrics_port: int = 9090  # Prometheus /metrics; 0 disables it
-    shutdown_grace_seconds: float = 30.0
-    # How long `python -m services.<name>` keeps retrying at start while a dependency is not ready (the
-    # database unreachable or not yet migrated, the bucket missing); 0: fail at once, saying why.
-    startup_wait_seconds: float = 0.0
-
-    @classmethod
-    def from_env(cls, default_grpc_port: int = 50051) -> "ServerConfig":
-        return cls(
-            host=env_str("MLGRID_HOST", "0.0.0.0"),
-            grpc_port=env_int("MLGRID_GRPC_PORT", default_grpc_port),
-            metrics_port=env_int("MLGRID_METRICS_PORT", 9090),
-            shutdown_grace_seconds=float(env_int("MLGRID_SHUTDOWN_GRACE_SECONDS", 30)),
-            startup_wait_seconds=float(env_int("MLGRID_STARTUP_WAIT_SECONDS", 0)),
-        )
+    """gRPC port; alone, `python -m services.artifacts` defaults to 50052, `services.registry` to 50053 and
+    `services.serving` to 8081"""
+    metrics_port: int = 9090
+    """Prometheus `/metrics` port (`0` disables it)"""
+    shutdown_grace_seconds: Duration = 30.0
+    """how long in-flight calls may run after SIGTERM"""
+    startup_wait_seconds: Duration = 0.0
+    """`python -m services.<name>`: how long to keep retrying at start while the database is unreachable or not
+    yet migrated, or the bucket missing (`0`: exit at once, saying why)"""
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    """The tracking database and where artifacts may live."""
+class StoreConfig(Settings):
+    """Tracking and registry: the database, and where artifacts may live."""
 
     backend_store_uri: str = "sqlite:///mlgrid.db"
+    """tracking database: `sqlite:///path.db` or `postgresql://user:pass@host:5432/db`"""
     default_artifact_root: str = "mlgrid-artifacts:/"
-    # Local folders that experiments may name as artifact locations.
-    artifact_roots: list[str] = field(default_factory=lambda: ["./mlartifacts"])
+    """where new experiments put artifacts (`<root>/<experiment_id>`)"""
+    artifact_roots: CommaList = Field(
+        default_factory=lambda: ["./mlartifacts"], validation_alias=variable("MLGRID_ARTIFACT_ROOTS", "MLGRID_ARTIFACTS_DESTINATION"))
+    """comma-separated local folders experiments may name as artifact location"""
     db_pool_size: int = 10
-    # Create the schema when the database is empty (a stale one is always refused).
-    db_auto_init: bool = True
-    # PostgreSQL only: False lets metric/param/tag writes return before the WAL is
-    # flushed (about twice the unary rate); a database crash, not a restart of
-    # mlgrid, can then lose the last fraction of a second of them.
-    metrics_synchronous_commit: bool = True
-    # How long the ids of stored batches are kept, so that a retried batch is not stored twice.
+    """database connections per service"""
+    db_auto_init: Flag = True
+    """create the schema in an empty database (a stale schema is always refused: run `mlgrid db upgrade`)"""
+    metrics_synchronous_commit: Flag = True
+    """PostgreSQL: `false` acknowledges metric, param and tag writes before the WAL is flushed (about twice the
+    unary rate; a database crash, not an mlgrid restart, can lose the last fraction of a second of them)"""
     ingest_dedup_hours: int = 168
-
-    @classmethod
-    def from_env(cls) -> "StoreConfig":
-        return cls(
-            backend_store_uri=env_str("MLGRID_BACKEND_STORE_URI", "sqlite:///mlgrid.db"),
-            default_artifact_root=env_str("MLGRID_DEFAULT_ARTIFACT_ROOT", "mlgrid-artifacts:/"),
-            artifact_roots=env_list("MLGRID_ARTIFACT_ROOTS") or [env_str("MLGRID_ARTIFACTS_DESTINATION", "./mlartifacts")],
-            db_pool_size=env_int("MLGRID_DB_POOL_SIZE", 10),
-            db_auto_init=env_bool("MLGRID_DB_AUTO_INIT", True),
-            metrics_synchronous_commit=env_bool("MLGRID_METRICS_SYNCHRONOUS_COMMIT", True),
-            ingest_dedup_hours=env_int("MLGRID_INGEST_DEDUP_HOURS", 168),
-        )
+    """how long the ids of stored batches are remembered, so that a retried batch is not stored twice"""
 
 
-@dataclass(frozen=True)
-class ArtifactsConfig:
-    """The artifact service: where files go, the S3 connection, and how the service finds runs."""
+class ArtifactsConfig(Settings):
+    """The artifact service: where files go, the S3 connection, and how it finds runs."""
 
-    # A local folder, or s3://bucket/prefix (then the MLGRID_S3_* settings apply).
-    destination: str = "./mlartifacts"
-    s3_endpoint_url: str = ""  # http(s)://host:port; empty: AWS S3
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
-    s3_region: str = "us-east-1"
-    s3_secure: bool = True  # TLS to the endpoint; an http:// endpoint URL turns it off
-    # Where clients reach the store, when not at the service's endpoint (presigned URLs name it).
+    destination: str = Field("./mlartifacts", validation_alias=variable("MLGRID_ARTIFACTS_DESTINATION"))
+    """where the artifact service stores files: a local folder, or `s3://bucket/prefix` (then the `MLGRID_S3_*`
+    settings apply; also `mlgrid server --artifacts-destination`)"""
+    s3_endpoint_url: str = ""
+    """the S3-compatible endpoint, e.g. `http://minio:9000` (empty: AWS S3)"""
+    s3_access_key_id: str = Field("", validation_alias=variable("MLGRID_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"))
+    """S3 access key"""
+    s3_secret_access_key: str = Field("", validation_alias=variable("MLGRID_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"))
+    """S3 secret key"""
+    s3_region: str = Field("us-east-1", validation_alias=variable("MLGRID_S3_REGION", "AWS_REGION"))
+    """the bucket's region"""
+    s3_secure: Flag = True
+    """TLS to the endpoint; when not set, off for an `http://` endpoint"""
     s3_presign_endpoint_url: str = ""
-    # Make the bucket at start when it does not exist (a store of the deployment's own, as the chart's MinIO).
-    s3_create_bucket: bool = False
-    presign_expiry_seconds: int = 3600
-    # Files of at least this size go directly between client and S3 (presigned URLs); 0 turns that off.
-    direct_threshold_mb: int = 64
-    # The tracking service, asked about runs when this service runs on its own.
+    """where clients reach the store, when not at the service's endpoint (presigned URLs name it; empty: the
+    endpoint)"""
+    s3_create_bucket: Flag = False
+    """make the bucket at start when it does not exist (the chart sets it for its bundled MinIO)"""
+    presign_expiry_seconds: int = Field(3600, validation_alias=variable("MLGRID_S3_PRESIGN_EXPIRY_SECONDS"))
+    """how long presigned URLs work"""
+    direct_threshold_mb: int = Field(64, validation_alias=variable("MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB"))
+    """files of at least this size go directly between client and S3 (presigned URLs); `0` turns that off"""
     tracking_target: str = "127.0.0.1:50051"
-    # How long a run's experiment, artifact location and lifecycle are remembered.
-    run_cache_seconds: int = 2
+    """the tracking service the artifact service asks about runs when it runs alone (`python -m
+    services.artifacts`)"""
+    run_cache_seconds: Duration = Field(2.0, validation_alias=variable("MLGRID_ARTIFACTS_RUN_CACHE_SECONDS"))
+    """how long the artifact service remembers a run's experiment, artifact location and lifecycle"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secure_by_scheme(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "s3_secure" not in values:
+            values = {**values, "s3_secure": not str(values.get("s3_endpoint_url", "")).startswith("http://")}
+        return values
 
     @property
     def is_s3(self) -> bool:
         return self.destination.startswith("s3://")
 
-    @classmethod
-    def from_env(cls) -> "ArtifactsConfig":
-        endpoint = env_str("MLGRID_S3_ENDPOINT_URL", "")
-        return cls(
-            destination=env_str("MLGRID_ARTIFACTS_DESTINATION", "./mlartifacts"),
-            s3_endpoint_url=endpoint,
-            s3_access_key_id=env_str("MLGRID_S3_ACCESS_KEY_ID", "") or env_str("AWS_ACCESS_KEY_ID", ""),
-            s3_secret_access_key=env_str("MLGRID_S3_SECRET_ACCESS_KEY", "") or env_str("AWS_SECRET_ACCESS_KEY", ""),
-            s3_region=env_str("MLGRID_S3_REGION", "") or env_str("AWS_REGION", "") or "us-east-1",
-            s3_secure=env_bool("MLGRID_S3_SECURE", not endpoint.startswith("http://")),
-            s3_presign_endpoint_url=env_str("MLGRID_S3_PRESIGN_ENDPOINT_URL", ""),
-            s3_create_bucket=env_bool("MLGRID_S3_CREATE_BUCKET", False),
-            presign_expiry_seconds=env_int("MLGRID_S3_PRESIGN_EXPIRY_SECONDS", 3600),
-            direct_threshold_mb=env_int("MLGRID_ARTIFACTS_DIRECT_THRESHOLD_MB", 64),
-            tracking_target=env_str("MLGRID_TRACKING_TARGET", "127.0.0.1:50051"),
-            run_cache_seconds=env_int("MLGRID_ARTIFACTS_RUN_CACHE_SECONDS", 2),
-        )
+
+class RegistryConfig(Settings):
+    """The model registry (its tables are in the tracking database: `MLGRID_BACKEND_STORE_URI`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLGRID_REGISTRY_")
+
+    event_poll_ms: Duration = 200.0
+    """how often event watchers look for changes committed by other processes (changes made in the watcher's
+    own process wake it at once)"""
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
-    """The model registry: its tables live in the tracking database (StoreConfig.backend_store_uri)."""
+class ServingConfig(Settings):
+    """Serving (`python -m services.serving`, `mlgrid models serve`): the models, the HTTP port, per-model
+    defaults; its OIP gRPC port is `MLGRID_GRPC_PORT`."""
 
-    # How often event watchers look for changes committed by other processes; changes made
-    # in the watcher's own process wake it at once.
-    event_poll_ms: int = 200
+    model_config = SettingsConfigDict(env_prefix="MLGRID_SERVING_")
 
-    @classmethod
-    def from_env(cls) -> "RegistryConfig":
-        return cls(event_poll_ms=env_int("MLGRID_REGISTRY_EVENT_POLL_MS", 200))
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """The serving service: which models, its two ports (gRPC is ServerConfig's), and per-model defaults."""
-
-    # Models to serve: `name=uri,name2=uri2`, a bare URI (named after its registered model, else "model"),
-    # or a JSON list of {"name", "uri", "workers", "max_batch_size", "max_batch_wait_ms"}.
     models: str = ""
-    http_port: int = 8080  # OIP REST, MLflow's /invocations, /metrics
-    workers: int = 1  # inference processes per model; 0: in the server process
-    max_batch_size: int = 32  # rows per predict call
-    max_batch_wait_ms: float = 0  # extra wait for a batch to fill; 0: adaptive only
-    max_body_mb: int = 100  # larger request bodies get 413
-    # Where the registry and artifacts are (models:/ and runs:/ URIs), and this replica's follow lease.
-    tracking_uri: str = "grpc://127.0.0.1:50051"
-    follower: str = ""  # default: $HOSTNAME (the pod name)
+    """the models: `name=uri,...`, one bare URI (named after its registered model, else `model`), or a JSON list
+    of `{"name", "uri", "workers", "max_batch_size", "max_batch_wait_ms"}`"""
+    http_port: int = 8080
+    """REST: OIP `/v2/...`, MLflow's `/invocations`, `/metrics`"""
+    workers: int = 1
+    """inference processes per model (`0`: in the server process)"""
+    max_batch_size: int = 32
+    """rows per predict call"""
+    max_batch_wait_ms: Duration = 0.0
+    """how long a batch may wait for more requests (`0`: batch only what queues while workers are busy)"""
+    max_body_mb: int = 100
+    """larger request bodies get 413"""
+    tracking_uri: str = Field("grpc://127.0.0.1:50051", validation_alias=variable("MLGRID_TRACKING_URI"))
+    """where the registry and artifacts are, for `models:/` and `runs:/` URIs"""
+    follower: str = ""
+    """the name of this replica's follow lease on the registered models it serves (empty: `$HOSTNAME`, the pod's
+    name)"""
     lease_seconds: int = 60
-
-    @classmethod
-    def from_env(cls) -> "ServingConfig":
-        return cls(
-            models=env_str("MLGRID_SERVING_MODELS", ""),
-            http_port=env_int("MLGRID_SERVING_HTTP_PORT", 8080),
-            workers=env_int("MLGRID_SERVING_WORKERS", 1),
-            max_batch_size=env_int("MLGRID_SERVING_MAX_BATCH_SIZE", 32),
-            max_batch_wait_ms=float(env_int("MLGRID_SERVING_MAX_BATCH_WAIT_MS", 0)),
-            max_body_mb=env_int("MLGRID_SERVING_MAX_BODY_MB", 100),
-            tracking_uri=env_str("MLGRID_TRACKING_URI", "grpc://127.0.0.1:50051"),
-            follower=env_str("MLGRID_SERVING_FOLLOWER", ""),
-            lease_seconds=env_int("MLGRID_SERVING_LEASE_SECONDS", 60),
-        )
+    """the length of that lease"""
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    """The gateway: where each backend service is (host:port; empty: not routed), and its HTTP side
-    (MLflow's REST API). Its own gRPC port, host and metrics port are ServerConfig's."""
+class GatewayConfig(Settings):
+    """The gateway: where each backend service is, and its HTTP side (MLflow's REST API and the web UI); its
+    own gRPC port, host and metrics port are `MLGRID_GRPC_PORT`, `MLGRID_HOST` and `MLGRID_METRICS_PORT`."""
+
+    model_config = SettingsConfigDict(env_prefix="MLGRID_GATEWAY_")
 
     tracking_target: str = ""
+    """`host:port` of the tracking service (empty: not routed)"""
     artifacts_target: str = ""
+    """`host:port` of the artifact service (empty: not routed)"""
     registry_target: str = ""
+    """`host:port` of the registry (empty: not routed)"""
     serving_target: str = ""
-    # How often the gateway asks each backend's health service (its own health answers for them).
-    health_interval_ms: int = 1000
-    http_port: int = 5000  # MLflow's REST API (and /metrics, /health)
-    max_body_mb: int = 64  # larger JSON request bodies get 413 (gRPC messages are capped at 64 MiB too)
-    # How long a REST request's call to a backend may take (HTTP requests carry no deadline).
-    rest_timeout_seconds: float = 60.0
-    # gRPC routing by nginx (services/gateway/nginx.py): auto (where it is installed), on, off.
+    """`host:port` of serving's OIP gRPC port (empty: not routed)"""
+    health_interval_ms: Duration = 1000.0
+    """how often the gateway asks each backend's health service (its own health answers for them)"""
+    http_port: int = 5000
+    """MLflow's REST API (and `/metrics`, `/health`); `mlgrid server` takes `--port` instead"""
+    max_body_mb: int = 64
+    """larger REST request bodies get 413 (gRPC messages are capped at 64 MiB too)"""
+    rest_timeout_seconds: Duration = 60.0
+    """how long a REST request's call to a backend may take (504 after; HTTP requests carry no deadline)"""
     nginx: str = "auto"
+    """route gRPC by nginx where it is installed (`auto`), always (`on`: fail without it) or never (`off`: in
+    Python)"""
 
-    @classmethod
-    def from_env(cls) -> "GatewayConfig":
-        return cls(
-            tracking_target=env_str("MLGRID_GATEWAY_TRACKING_TARGET", ""),
-            artifacts_target=env_str("MLGRID_GATEWAY_ARTIFACTS_TARGET", ""),
-            registry_target=env_str("MLGRID_GATEWAY_REGISTRY_TARGET", ""),
-            serving_target=env_str("MLGRID_GATEWAY_SERVING_TARGET", ""),
-            health_interval_ms=env_int("MLGRID_GATEWAY_HEALTH_INTERVAL_MS", 1000),
-            http_port=env_int("MLGRID_GATEWAY_HTTP_PORT", 5000),
-            max_body_mb=env_int("MLGRID_GATEWAY_MAX_BODY_MB", 64),
-            rest_timeout_seconds=float(env_int("MLGRID_GATEWAY_REST_TIMEOUT_SECONDS", 60)),
-            nginx=env_str("MLGRID_GATEWAY_NGINX", "auto"),
-        )
+
+# The README's table, in this order.
+SETTINGS: tuple[type[Settings], ...] = (ServerConfig, StoreConfig, ArtifactsConfig, RegistryConfig, ServingConfig, GatewayConfig)
+
+
+# The README's table lies between these two lines; `python -m services.common.config --update README.md` rewrites it.
+TABLE_BEGIN = "<!-- settings: generated from services/common/config.py by `python -m services.common.config` -->"
+TABLE_END = "<!-- end of settings -->"
+
+
+def shown_default(cls: type[Settings], field: str) -> str:
+    """The default column: the fallback variables, then the declared default."""
+    value = cls.model_fields[field].get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        value = str(value).lower()
+    elif isinstance(value, float):
+        value = f"{value:g}"
+    elif isinstance(value, list):
+        value = ",".join(value)
+    shown = [f"`{name}`" for name in cls.env_names(field)[1:]] + ([f"`{value}`"] if value != "" else [])
+    return ", else ".join(shown) or "—"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def markdown_table() -> str:
+    """Per settings class: its docstring, then a row per field (variable, default, meaning)."""
+    sections = []
+    for cls in SETTINGS:
+        rows = [f"| `{cls.env_names(field)[0]}` | {shown_default(cls, field)} | {one_line(info.description or '')} |"
+                for field, info in cls.model_fields.items()]
+        sections.append("\n".join([one_line(cls.__doc__ or cls.__name__), "", "| variable | default | meaning |", "|---|---|---|", *rows]))
+    return "\n\n".join(sections) + "\n"
+
+
+def with_table(document: str) -> str:
+    """`document` with the text between TABLE_BEGIN and TABLE_END replaced by markdown_table()."""
+    head, found, rest = document.partition(TABLE_BEGIN + "\n")
+    _, found_end, tail = rest.partition(TABLE_END)
+    if not (found and found_end):
+        raise SystemExit(f"no {TABLE_BEGIN} ... {TABLE_END} lines to put the table between")
+    return f"{head}{TABLE_BEGIN}\n\n{markdown_table()}\n{TABLE_END}{tail}"
+
+
+if __name__ == "__main__":
+    # `python -m services.common.config`: print the table; `... --update README.md`: rewrite it in that file.
+    if sys.argv[1:2] == ["--update"] and len(sys.argv) == 3:
+        path = Path(sys.argv[2])
+        path.write_text(with_table(path.read_text()))
+    elif len(sys.argv) == 1:
+        print(markdown_table(), end="")
+    else:
+        sys.exit("usage: python -m services.common.config [--update README.md]")

@@ -158,7 +158,7 @@ def serve_alone(name: str, build: Callable[[], Awaitable[Service]], default_grpc
     configure_logging()
 
     async def main() -> None:
-        server = ServerConfig.from_env(default_grpc_port=default_grpc_port)
+        server = ServerConfig.from_env(grpc_port=default_grpc_port)
         service = await build_when_ready(build, server.startup_wait_seconds)
         await run_until_stopped([service], server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
 

@@ -12,7 +12,7 @@ def main() -> None:
     configure_logging()
     config = ServingConfig.from_env()
     try:
-        run_event_loop(serve(parse_models(config.models, config), config, ServerConfig.from_env(DEFAULT_GRPC_PORT)))
+        run_event_loop(serve(parse_models(config.models, config), config, ServerConfig.from_env(grpc_port=DEFAULT_GRPC_PORT)))
     except MlgridError as error:
         sys.exit(f"mlgrid serving: {error.message}")
 

@@ -29,7 +29,7 @@ VALUE_SETS = {
         "externalDatabase": {"existingSecret": "team-db", "existingSecretKey": "url", "port": 6432},
         "minio": {"enabled": False},
         "s3": {"endpoint": "https://s3.storage.example:9000", "bucket": "ml-artifacts", "prefix": "mlgrid/", "region": "eu-west-1",
-               "existingSecret": "team-s3", "createBucket": True, "port": 9000},
+               "existingSecret": "team-s3", "createBucket": True, "port": 9000, "presignEndpointUrl": "https://s3.example.com"},
         "networkPolicy": {"externalCIDRs": ["10.20.0.0/16"]},
     },
     "external-literal": {

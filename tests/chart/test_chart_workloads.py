@@ -2,10 +2,8 @@
 compared with what each service reads (services/common/config.py)."""
 import ast
 import importlib
-import inspect
 import json
 import os
-import re
 
 import pytest
 import yaml
@@ -13,6 +11,7 @@ import yaml
 import services.common.config as config
 from chartlib import (  # noqa: F401 (objects: a fixture)
     component_of, container_env, FULLNAME, objects, of_kind, one, pod_spec, rendered, REPO, requires_helm, SERVING_MODELS, template,
+    VALUE_SETS,
 )
 from services.serving.service import parse_models
 
@@ -38,6 +37,27 @@ REQUIRED = {
                 "MLGRID_GATEWAY_ARTIFACTS_TARGET", "MLGRID_GATEWAY_REGISTRY_TARGET"},
 }
 
+# The settings the chart leaves at their defaults on purpose, by variable, with the components that read it
+# without being given it, and why. A setting added to services/common/config.py must be set by the chart for
+# the components that read it, or be listed here.
+LEFT_AT_DEFAULT = {
+    "MLGRID_HOST": "every component: 0.0.0.0, every address of the pod",
+    "MLGRID_ARTIFACT_ROOTS": "tracking: local folders an experiment may name as its artifact location; no pod shares one, "
+                             "so experiments use MLGRID_DEFAULT_ARTIFACT_ROOT (mlgrid-artifacts:/, the artifact service) "
+                             "or s3://. registry: a tracking setting of StoreConfig, unused by the registry",
+    "MLGRID_DEFAULT_ARTIFACT_ROOT": "registry: a tracking setting of StoreConfig, unused by the registry (tracking is given it)",
+    "MLGRID_METRICS_SYNCHRONOUS_COMMIT": "registry: a tracking setting of StoreConfig, unused by the registry (tracking is given it)",
+    "MLGRID_INGEST_DEDUP_HOURS": "registry: a tracking setting of StoreConfig, unused by the registry (tracking is given it)",
+    "MLGRID_S3_SECURE": "artifacts: follows the scheme of MLGRID_S3_ENDPOINT_URL, which the chart sets (http:// for its MinIO)",
+    "MLGRID_METRICS_PORT": "serving: serves /metrics on its REST port (MLGRID_SERVING_HTTP_PORT), not on a port of its own",
+    "MLGRID_STARTUP_WAIT_SECONDS": "serving and gateway: only tracking, artifacts and registry wait for a dependency at start; "
+                                   "serving loads its models, and the gateway follows its backends' health, once started",
+    "MLGRID_SERVING_FOLLOWER": "serving: empty is $HOSTNAME, the pod's name: one follow lease per replica",
+    "MLGRID_GATEWAY_MAX_BODY_MB": "gateway: 64, the gRPC message size the backends accept anyway",
+    "MLGRID_GATEWAY_REST_TIMEOUT_SECONDS": "gateway: 60 s per REST call to a backend, nothing cluster-specific",
+    "MLGRID_GATEWAY_NGINX": "gateway: auto, which is on: the image installs nginx-light",
+}
+
 
 def config_classes(component: str) -> list[type]:
     """The config classes `python -m services.<component>` reads: those its __main__ imports, and ServerConfig
@@ -49,7 +69,12 @@ def config_classes(component: str) -> list[type]:
 
 
 def variables_read(component: str) -> set[str]:
-    return {name for cls in config_classes(component) for name in re.findall(r'"(MLGRID_[A-Z0-9_]+)"', inspect.getsource(cls.from_env))}
+    return {name for cls in config_classes(component) for name in cls.variables() if name.startswith("MLGRID_")}
+
+
+def settings_read(component: str) -> dict[str, tuple[str, ...]]:
+    """{each setting's variable: every variable that sets it} of the fields of the component's config classes."""
+    return {cls.env_names(field)[0]: cls.env_names(field) for cls in config_classes(component) for field in cls.model_fields}
 
 
 def deployments(objects) -> dict[str, dict]:
@@ -137,6 +162,23 @@ def test_env_is_what_the_service_reads(objects):
         assert not unknown, f"{component} is given variables it does not read: {sorted(unknown)}"
         missing = REQUIRED[component] - set_here
         assert not missing, f"{component} lacks {sorted(missing)}"
+
+
+def test_every_setting_is_set_or_left_at_its_default_on_purpose():
+    """Over every value set, each setting a component reads is given to it by the chart, or in LEFT_AT_DEFAULT."""
+    given = {component: set() for component in COMPONENTS}
+    for value_set in VALUE_SETS:
+        objects = rendered(value_set)
+        for component, deployment in deployments(objects).items():
+            (container,) = pod_spec(deployment)["containers"]
+            given[component] |= set(container_env(objects, container))
+    left = {component: {name for name, names in settings_read(component).items() if not given[component] & set(names)}
+            for component in COMPONENTS}
+    for component, names in left.items():
+        unexplained = sorted(names - LEFT_AT_DEFAULT.keys())
+        assert not unexplained, f"{component} reads {unexplained}: set them in _env.tpl, or list them in LEFT_AT_DEFAULT with why"
+    stale = sorted(LEFT_AT_DEFAULT.keys() - set().union(*left.values()))
+    assert not stale, f"LEFT_AT_DEFAULT lists {stale}, which the chart gives every component that reads them"
 
 
 def test_services_parse_the_env_they_are_given(objects, monkeypatch):

@@ -45,6 +45,15 @@ def wait_serving(proc: subprocess.Popen, port: int, timeout: float = 30) -> None
         time.sleep(0.2)
 
 
+def wait_waiting(proc: subprocess.Popen, module: str, tmp_path, timeout: float = 30) -> None:
+    """Until the service says it waits for a dependency (its start-up may take seconds on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while "waiting for a dependency" not in (tmp_path / f"{module}.log").read_text():
+        assert proc.poll() is None, "the service exited"
+        assert time.monotonic() < deadline, "the service did not start waiting"
+        time.sleep(0.2)
+
+
 def s3_client(endpoint: dict) -> Minio:
     scheme, host = endpoint["url"].split("://", 1)
     return Minio(host, endpoint["access_key"], endpoint["secret_key"], secure=scheme == "https", region="us-east-1")
@@ -55,7 +64,7 @@ def test_tracking_waits_for_its_migrations(empty_database, tmp_path):
     env = {"MLGRID_BACKEND_STORE_URI": store, "MLGRID_DB_AUTO_INIT": "false", "MLGRID_STARTUP_WAIT_SECONDS": "60"}
     proc, port = start("services.tracking", env, tmp_path)
     try:
-        time.sleep(3)
+        wait_waiting(proc, "services.tracking", tmp_path)
         assert proc.poll() is None and not serving(port)  # waiting, not serving and not gone
         upgrade(empty_database)  # what the migrations Job does
         wait_serving(proc, port)
@@ -84,7 +93,7 @@ def test_artifacts_wait_for_their_bucket(s3_endpoint, tmp_path):
     bucket = f"late-{uuid.uuid4().hex[:8]}"
     proc, port = start("services.artifacts", artifacts_env(s3_endpoint, bucket, MLGRID_STARTUP_WAIT_SECONDS="60"), tmp_path)
     try:
-        time.sleep(3)
+        wait_waiting(proc, "services.artifacts", tmp_path)
         assert proc.poll() is None and not serving(port)
         s3_client(s3_endpoint).make_bucket(bucket)
         wait_serving(proc, port)

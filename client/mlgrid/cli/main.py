@@ -320,10 +320,10 @@ def serve_model(model_uris, name, host, port, grpc_port, workers, max_batch_size
     service = _import_server_module("services.serving.service")
     server = _import_server_module("services.common.server")
     from_env = config_module.ServingConfig.from_env()
-    config = dataclasses.replace(
-        from_env, http_port=port, workers=workers, max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms,
-        tracking_uri=tracking_uri or from_env.tracking_uri,
-    )
+    config = from_env.model_copy(update={
+        "http_port": port, "workers": workers, "max_batch_size": max_batch_size, "max_batch_wait_ms": max_batch_wait_ms,
+        "tracking_uri": tracking_uri or from_env.tracking_uri,
+    })
     if name and len(model_uris) > 1:
         raise click.UsageError("--name names a single model; serve several as -m NAME=URI")
     try:
