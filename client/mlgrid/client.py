@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import grpc
 
-from mlgrid.artifacts import ArtifactClient, ArtifactRoot
+from mlgrid._artifact_transfer import ArtifactClient, ArtifactRoot
 from mlgrid.entities import (
     DatasetInput, Experiment, FileInfo, LoggedModel, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag,
     ViewType,
@@ -414,7 +414,7 @@ class MlgridClient(RegistryMethods):
         stream = _ReplayableStream(batches)
         return self._call(lambda: self._stub.IngestMetrics(stream.replay(), timeout=timeout), idempotent=True)
 
-    # artifacts (the transfers are in mlgrid.artifacts)
+    # artifacts (the transfers are in mlgrid._artifact_transfer)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         """Store the local file under the run's artifacts, in folder `artifact_path` (default: the root)."""

@@ -17,7 +17,7 @@ import time
 
 import grpc
 
-from mlgrid import artifacts
+from mlgrid import _object_files
 from mlgrid._batching import MetricBatcher
 from mlgrid.client import DEFAULT_TRACKING_URI, TRACKING_URI_ENV, MlgridClient, current_user, grpc_target
 from mlgrid.entities import Experiment, ModelVersion, Param, Run, RunTag, ViewType
@@ -300,22 +300,22 @@ def log_artifacts(local_dir: str, artifact_path: str | None = None) -> None:
 
 def log_text(text: str, artifact_file: str) -> None:
     """Store `text` as the artifact file `artifact_file` (e.g. "notes/summary.txt")."""
-    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_text, text)
+    _object_files.log_object(_get_client(), _active_run_id(), artifact_file, _object_files.write_text, text)
 
 
 def log_dict(dictionary: dict, artifact_file: str) -> None:
     """Store `dictionary` as JSON, or YAML when artifact_file ends in .yaml or .yml."""
-    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_dict, dictionary)
+    _object_files.log_object(_get_client(), _active_run_id(), artifact_file, _object_files.write_dict, dictionary)
 
 
 def log_image(image, artifact_file: str) -> None:
     """Store a numpy array or PIL image in the format the file name says (needs pillow)."""
-    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_image, image)
+    _object_files.log_object(_get_client(), _active_run_id(), artifact_file, _object_files.write_image, image)
 
 
 def log_figure(figure, artifact_file: str) -> None:
     """Store a matplotlib figure in the format the file name says (.png, .svg, .pdf...)."""
-    artifacts.log_object(_get_client(), _active_run_id(), artifact_file, artifacts.write_figure, figure)
+    _object_files.log_object(_get_client(), _active_run_id(), artifact_file, _object_files.write_figure, figure)
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlgrid import _direct_io, artifacts
+from mlgrid import _artifact_transfer, _direct_io, _object_files, artifacts
 from mlgrid.artifacts import ArtifactClient, ArtifactRoot, parse_artifact_uri
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import artifacts_pb2 as pb
@@ -38,44 +38,44 @@ def test_targets():
 
 
 def test_local_paths_stay_under_the_destination(tmp_path):
-    assert artifacts._local_path(str(tmp_path), "a/b.txt") == str(tmp_path / "a" / "b.txt")
-    assert artifacts._local_path(str(tmp_path), "") == str(tmp_path)
+    assert _artifact_transfer._local_path(str(tmp_path), "a/b.txt") == str(tmp_path / "a" / "b.txt")
+    assert _artifact_transfer._local_path(str(tmp_path), "") == str(tmp_path)
     with pytest.raises(MlgridException, match="outside"):
-        artifacts._local_path(str(tmp_path), "../../etc/passwd")
+        _artifact_transfer._local_path(str(tmp_path), "../../etc/passwd")
 
 
 def test_write_dict_json_and_yaml(tmp_path):
-    artifacts.write_dict(str(tmp_path / "c.json"), {"b": 1, "a": [1, 2]})
+    _object_files.write_dict(str(tmp_path / "c.json"), {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "c.json").read_text()) == {"b": 1, "a": [1, 2]}
-    artifacts.write_dict(str(tmp_path / "c.yaml"), {"b": 1, "a": [1, 2]})
+    _object_files.write_dict(str(tmp_path / "c.yaml"), {"b": 1, "a": [1, 2]})
     assert (tmp_path / "c.yaml").read_text() == "b: 1\na:\n- 1\n- 2\n"
 
 
 def test_image_arrays(tmp_path):
-    artifacts.write_image(str(tmp_path / "rgba.png"), np.zeros((2, 3, 4), dtype=np.uint8))
+    _object_files.write_image(str(tmp_path / "rgba.png"), np.zeros((2, 3, 4), dtype=np.uint8))
     assert Image.open(tmp_path / "rgba.png").mode == "RGBA"
-    artifacts.write_image(str(tmp_path / "one.png"), np.ones((2, 2, 1)))
+    _object_files.write_image(str(tmp_path / "one.png"), np.ones((2, 2, 1)))
     assert np.asarray(Image.open(tmp_path / "one.png")).tolist() == [[255, 255], [255, 255]]
     for bad, message in [
         (np.zeros((2, 2, 2)), "shape"), (np.full((2, 2), 1.5), r"\[0, 1\]"), (np.full((2, 2), 300), r"\[0, 255\]"),
         (np.array([["a"]]), "integers or floats"), ([[0]], "numpy array or a PIL image"),
     ]:
         with pytest.raises(MlgridException, match=message):
-            artifacts.write_image(str(tmp_path / "bad.png"), bad)
+            _object_files.write_image(str(tmp_path / "bad.png"), bad)
     with pytest.raises(MlgridException, match="cannot save"):
-        artifacts.write_image(str(tmp_path / "image.unknown-format"), np.zeros((2, 2), dtype=np.uint8))
+        _object_files.write_image(str(tmp_path / "image.unknown-format"), np.zeros((2, 2), dtype=np.uint8))
     with pytest.raises(MlgridException, match="matplotlib figure"):
-        artifacts.write_figure(str(tmp_path / "f.png"), object())
+        _object_files.write_figure(str(tmp_path / "f.png"), object())
 
 
 def test_optional_dependencies_say_how_to_get_them(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "PIL.Image", None)  # as if pillow were not installed
     with pytest.raises(MlgridException, match="pip install pillow") as err:
-        artifacts.write_image(str(tmp_path / "x.png"), np.zeros((2, 2)))
+        _object_files.write_image(str(tmp_path / "x.png"), np.zeros((2, 2)))
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(MlgridException, match="pip install pyyaml"):
-        artifacts.write_dict(str(tmp_path / "x.yaml"), {})
+        _object_files.write_dict(str(tmp_path / "x.yaml"), {})
 
 
 def test_arguments_of_the_mlflow_functions():
@@ -120,7 +120,7 @@ def client_with(stub) -> ArtifactClient:
 
 
 def test_a_dropped_download_resumes_where_it_stopped(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "_sleep_before_retry", lambda delay: None)
+    monkeypatch.setattr(_artifact_transfer, "_sleep_before_retry", lambda delay: None)
     data = bytes(range(95))
     stub = FlakyStub(data, hashlib.sha256(data).hexdigest())
     client_with(stub).download_file(ArtifactRoot(run_id=RUN), "f.bin", str(tmp_path / "f.bin"), len(data))
@@ -129,7 +129,7 @@ def test_a_dropped_download_resumes_where_it_stopped(tmp_path, monkeypatch):
 
 
 def test_a_corrupted_download_is_an_error_and_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "_sleep_before_retry", lambda delay: None)
+    monkeypatch.setattr(_artifact_transfer, "_sleep_before_retry", lambda delay: None)
     data = bytes(range(95))
     stub = FlakyStub(data, hashlib.sha256(b"something else").hexdigest())
     with pytest.raises(MlgridException, match="corrupted") as err:
@@ -309,7 +309,7 @@ def test_short_corrupted_or_failed_downloads_leave_nothing(direct_folder, monkey
 
 @pytest.mark.parametrize("direct", ["on", "off"])
 def test_a_dropped_direct_io_download_resumes(direct_folder, sinks, monkeypatch, direct):
-    monkeypatch.setattr(artifacts, "_sleep_before_retry", lambda delay: None)
+    monkeypatch.setattr(_artifact_transfer, "_sleep_before_retry", lambda delay: None)
     monkeypatch.setenv("MLGRID_DOWNLOAD_DIRECT_IO", direct)
     data = random.Random(4).randbytes(4099)
     stub = FlakyStub(data, hashlib.sha256(data).hexdigest())
@@ -322,7 +322,7 @@ def test_a_dropped_direct_io_download_resumes(direct_folder, sinks, monkeypatch,
 def test_restart_empties_the_file_and_the_hash(direct_folder):
     """What a download from a store that ignored the Range of a resumed request does."""
     sink = _direct_io.FileSink(str(direct_folder / "f.bin"), direct=True)
-    writer = artifacts._HashingWriter(sink, None)
+    writer = _artifact_transfer._HashingWriter(sink, None)
     first, second = random.Random(5).randbytes(5 * MIB), random.Random(6).randbytes(4 * MIB + 5)
     writer.write(first)
     writer.restart()

@@ -12,7 +12,7 @@ import threading
 
 import click
 
-from mlgrid.artifacts import ArtifactRoot, parse_artifact_uri
+from mlgrid._artifact_transfer import ArtifactRoot, parse_artifact_uri
 from mlgrid.cli.run import run as run_command
 from mlgrid.client import TRACKING_URI_ENV, MlgridClient
 from mlgrid.entities import ViewType
