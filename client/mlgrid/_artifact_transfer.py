@@ -1,6 +1,6 @@
 """The transfer engine: files of runs moved between this process and the artifact service.
 
-One job, hence its length: `ArtifactClient` (reached as `MlgridClient(...).artifacts`)
+One job: `ArtifactClient` (reached as `MlgridClient(...).artifacts`)
 and the threads and retries of its transfers. Files stream over gRPC in 1 MiB
 chunks, hashed as they are read; the service keeps a file only when its size
 and sha256 match what was sent. On an S3 store, files of at least the service's
