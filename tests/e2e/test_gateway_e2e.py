@@ -26,7 +26,10 @@ def gateway(tmp_path_factory):
         "tracking": {},
         "artifacts": {"MLGRID_TRACKING_TARGET": f"127.0.0.1:{ports['tracking']}", "MLGRID_ARTIFACTS_DESTINATION": str(workdir / "artifacts")},
         "registry": {},
-        "gateway": {f"MLGRID_GATEWAY_{name.upper()}_TARGET": f"127.0.0.1:{ports[name]}" for name in ("tracking", "artifacts", "registry")},
+        "gateway": {
+            **{f"MLGRID_GATEWAY_{name.upper()}_TARGET": f"127.0.0.1:{ports[name]}" for name in ("tracking", "artifacts", "registry")},
+            "MLGRID_GATEWAY_HTTP_PORT": str(free_port()),  # not 5000, which `make dev` may hold
+        },
     }
     with contextlib.ExitStack() as stack:
         for name in ("tracking", "artifacts", "registry", "gateway"):  # tracking first: it creates the schema
