@@ -1,7 +1,8 @@
 """A run's data written: params, tags, metric points (one, a batch, a streamed IngestBatch), dataset inputs.
 
 Input is validated and prepared here (batch.prepare), then stored through the write path chosen at start
-(write_path): SQLAlchemy, or asyncpg on PostgreSQL.
+(write_path): SQLAlchemy, or asyncpg on PostgreSQL. The writes that are not hot (deleting a tag, dataset inputs,
+pruning old batch ids) go through SQLAlchemy on either backend.
 """
 import uuid
 from collections import defaultdict
