@@ -6,7 +6,8 @@ from mlgrid.v1 import tracking_pb2_grpc
 from services.common.errors import InvalidArgument, MlgridError, grpc_errors
 from services.db import validation
 from services.db.clock import now_ms
-from services.tracking.store.sql import ACTIVE, DELETED, SqlTrackingStore
+from services.tracking.store.base import ACTIVE, DELETED
+from services.tracking.store.sql import SqlTrackingStore
 
 METRIC_POINTS = Counter("mlgrid_tracking_metric_points_total", "Metric points stored")
 PARAMS_LOGGED = Counter("mlgrid_tracking_params_total", "Params logged (including repeats of the same value)")

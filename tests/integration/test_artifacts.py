@@ -20,7 +20,7 @@ from services.artifacts.resolver import StoreRunResolver
 from services.common.config import ArtifactsConfig, StoreConfig
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from services.tracking.service import open_store
-from services.tracking.store.sql import DELETED
+from services.tracking.store.base import DELETED
 
 MIB = 1024 * 1024
 

@@ -8,7 +8,7 @@ from conftest import unique
 from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.db.clock import now_ms
-from services.tracking.store.sql import ACTIVE, DELETED
+from services.tracking.store.base import ACTIVE, DELETED
 
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 

@@ -2,8 +2,9 @@
 artifact folder (<experiment artifact location>/models/<model_id>/artifacts), params, tags and metrics,
 produced by a run (run_outputs) or used by one (run_model_inputs).
 
-The tracking store (sql.py) owns one LoggedModels and calls insert_metrics inside its own transactions,
-so that a metric logged with a model_id is stored for the run and for the model together or not at all.
+The tracking store (sql.py) owns one LoggedModels. A metric logged with a model_id is stored for the run and
+for the model together or not at all, by the write path (write_path.WritePath.store_batch); runs.py reads the
+models of runs with fill_runs.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from services.db.schema import (
     run_model_inputs,
     run_outputs,
 )
+from services.tracking.store.base import ACTIVE, DELETED, StoreBase, active_run, experiment_row, no_logged_model, run_row
 from services.tracking.store.names import generate_run_name
 
-ACTIVE, DELETED = "active", "deleted"
 DEFAULT_PAGE = 100
 RUN_ID_CHUNK = 10_000  # bound parameters per query, under SQLite's limit
 MAX_MODEL_TYPE_LENGTH = 500
@@ -62,26 +63,14 @@ _GRAMMAR = Grammar(
 _KEYED = {"param": logged_model_params, "tag": logged_model_tags}
 
 
-def _no_model(model_id: str) -> NotFound:
-    return NotFound(f"logged model {model_id} does not exist")
-
-
 def _check_key_values(kind: str, items: Sequence, value_limit) -> None:
     for item in items:
         value_limit(validation.key(kind, item.key), item.value)
 
 
-def _metric_row(model_id: str, run_id: str, m: pb.Metric) -> dict:
-    nan = math.isnan(m.value)
-    return {
-        "model_id": model_id, "key": m.key, "step": m.step, "timestamp": m.timestamp, "run_id": run_id,
-        "dataset_name": m.dataset_name, "dataset_digest": m.dataset_digest, "value": 0.0 if nan else m.value, "is_nan": nan,
-    }
-
-
 class LoggedModels:
-    def __init__(self, store):
-        self._store = store  # the SqlTrackingStore: engine, dialect's insert, experiment and run checks
+    def __init__(self, store: StoreBase):
+        self._store = store  # for its engine, reader and dialect's insert
 
     # ------------------------------------------------------------ writes
 
@@ -97,11 +86,11 @@ class LoggedModels:
         _check_key_values("logged model tag", tags, validation.tag_value)
         model_id = f"m-{uuid.uuid4().hex}"
         async with self._store.engine.begin() as conn:
-            exp = await self._store._experiment_row(conn, exp_id)
+            exp = await experiment_row(conn, exp_id)
             if exp.lifecycle_stage != ACTIVE:
                 raise FailedPrecondition(f"experiment {exp_id} is deleted: restore it, or log the model in another experiment")
             if source_run_id:
-                await self._store._run_row(conn, validation.run_id(source_run_id))
+                await run_row(conn, validation.run_id(source_run_id))
             now = now_ms()
             await conn.execute(logged_models.insert().values(
                 model_id=model_id, experiment_id=exp_id, name=name, source_run_id=source_run_id or None,
@@ -117,7 +106,7 @@ class LoggedModels:
         if not items:
             return
         latest = {item.key: item.value for item in items}  # the last of repeated keys wins
-        stmt = self._store._insert(table)
+        stmt = self._store.insert(table)
         await conn.execute(
             stmt.on_conflict_do_update(index_elements=["model_id", "key"], set_={"value": stmt.excluded.value}),
             [{"model_id": model_id, "key": k, "value": v} for k, v in latest.items()],
@@ -131,7 +120,7 @@ class LoggedModels:
             .values(last_updated_time=now_ms(), **values)
         )
         if result.rowcount == 0:
-            raise _no_model(model_id)
+            raise no_logged_model(model_id)
 
     async def finalize(self, model_id: str, status: int) -> pb.LoggedModel:
         if status not in (pb.LOGGED_MODEL_READY, pb.LOGGED_MODEL_UPLOAD_FAILED):
@@ -165,40 +154,23 @@ class LoggedModels:
             await self._touch(conn, model_id)
             await self._upsert(conn, logged_model_params, model_id, params)
 
-    async def insert_metrics(self, conn: AsyncConnection, run_id: str, metrics: Sequence[pb.Metric]) -> None:
-        """Store points that name a model_id as that model's metrics too (in the caller's transaction)."""
-        ids = {validation.model_id(m.model_id) for m in metrics}
-        found = set((await conn.execute(select(logged_models.c.model_id).where(
-            logged_models.c.model_id.in_(ids), logged_models.c.lifecycle_stage == ACTIVE
-        ))).scalars())
-        if missing := ids - found:
-            raise _no_model(sorted(missing)[0])
-        stmt = self._store._insert(logged_model_metrics)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["model_id", "key", "step", "timestamp", "run_id", "dataset_name", "dataset_digest"],
-                set_={"value": stmt.excluded.value, "is_nan": stmt.excluded.is_nan},
-            ),
-            [_metric_row(m.model_id, run_id, m) for m in metrics],
-        )
-
     async def link_run(self, run_id: str, outputs: Sequence[pb.ModelOutput], inputs: Sequence[pb.ModelInput]) -> None:
         """Record models a run produced (outputs, at a step) or used (inputs)."""
         ids = {validation.model_id(m.model_id) for m in (*outputs, *inputs)}
         async with self._store.engine.begin() as conn:
-            await self._store._active_run(conn, run_id)
+            await active_run(conn, run_id)
             found = set((await conn.execute(select(logged_models.c.model_id).where(logged_models.c.model_id.in_(ids)))).scalars())
             if missing := ids - found:
-                raise _no_model(sorted(missing)[0])
+                raise no_logged_model(sorted(missing)[0])
             if outputs:
-                stmt = self._store._insert(run_outputs)
+                stmt = self._store.insert(run_outputs)
                 await conn.execute(
                     stmt.on_conflict_do_update(index_elements=["run_uuid", "model_id"], set_={"step": stmt.excluded.step}),
                     [{"run_uuid": run_id, "model_id": m.model_id, "step": m.step} for m in outputs],
                 )
             if inputs:
                 await conn.execute(
-                    self._store._insert(run_model_inputs).on_conflict_do_nothing(index_elements=["run_uuid", "model_id"]),
+                    self._store.insert(run_model_inputs).on_conflict_do_nothing(index_elements=["run_uuid", "model_id"]),
                     [{"run_uuid": run_id, "model_id": m.model_id} for m in inputs],
                 )
 
@@ -208,10 +180,10 @@ class LoggedModels:
         conditions = [logged_models.c.model_id == validation.model_id(model_id)]
         if not allow_deleted:
             conditions.append(logged_models.c.lifecycle_stage == ACTIVE)
-        async with self._store._reader.connect() as conn:
+        async with self._store.reader.connect() as conn:
             rows = (await conn.execute(select(logged_models).where(*conditions))).all()
             if not rows:
-                raise _no_model(model_id)
+                raise no_logged_model(model_id)
             return (await self._from_rows(conn, rows))[0]
 
     async def search(
@@ -221,7 +193,7 @@ class LoggedModels:
         limit = validation.max_results(max_results, default=DEFAULT_PAGE)
         offset = decode_page_token(page_token)
         query = self._search_select([validation.experiment_id(e) for e in experiment_ids], filter_string, datasets, order_by)
-        async with self._store._reader.connect() as conn:
+        async with self._store.reader.connect() as conn:
             rows = (await conn.execute(query.offset(offset).limit(limit + 1))).all()
             found = await self._from_rows(conn, rows[:limit])
         return found, encode_page_token(offset + limit) if len(rows) > limit else ""
@@ -299,12 +271,13 @@ class LoggedModels:
             )
         return found
 
-    async def fill_runs(self, conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
-        """The model outputs and model inputs of the runs (a search page may hold 50,000: asked in chunks)."""
-        o, i = run_outputs.c, run_model_inputs.c
-        for start in range(0, len(run_ids), RUN_ID_CHUNK):
-            chunk = run_ids[start : start + RUN_ID_CHUNK]
-            for row in await conn.execute(select(o.run_uuid, o.model_id, o.step).where(o.run_uuid.in_(chunk)).order_by(o.run_uuid, o.model_id)):
-                by_id[row.run_uuid].outputs.model_outputs.add(model_id=row.model_id, step=row.step)
-            for row in await conn.execute(select(i.run_uuid, i.model_id).where(i.run_uuid.in_(chunk)).order_by(i.run_uuid, i.model_id)):
-                by_id[row.run_uuid].inputs.model_inputs.add(model_id=row.model_id)
+
+async def fill_runs(conn: AsyncConnection, run_ids: list[str], by_id: dict[str, pb.Run]) -> None:
+    """The model outputs and model inputs of the runs (a search page may hold 50,000: asked in chunks)."""
+    o, i = run_outputs.c, run_model_inputs.c
+    for start in range(0, len(run_ids), RUN_ID_CHUNK):
+        chunk = run_ids[start : start + RUN_ID_CHUNK]
+        for row in await conn.execute(select(o.run_uuid, o.model_id, o.step).where(o.run_uuid.in_(chunk)).order_by(o.run_uuid, o.model_id)):
+            by_id[row.run_uuid].outputs.model_outputs.add(model_id=row.model_id, step=row.step)
+        for row in await conn.execute(select(i.run_uuid, i.model_id).where(i.run_uuid.in_(chunk)).order_by(i.run_uuid, i.model_id)):
+            by_id[row.run_uuid].inputs.model_inputs.add(model_id=row.model_id)
