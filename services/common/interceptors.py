@@ -4,7 +4,9 @@ permissions). `server_interceptors()` gives the chain in its order; `start_grpc`
 service run alone, the gateway's own server and `mlgrid server` (all in one process) share it.
 
 Each interceptor wraps a method's handler once, on the method's first call, and hands out the
-wrapped handler from then on: per call only the wrappers run (a dict look-up and one frame each).
+wrapped handler from then on: per call, one dict look-up (the outermost interceptor's) and one frame
+per layer. A layer's frame costs ~0.1 µs a call against ~2.5 µs for recording the metrics, so the
+layers stay separate rather than fused into one wrapper.
 """
 import logging
 import time
@@ -115,7 +117,7 @@ class ErrorInterceptor(HandlerInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status
-                await abort(context, error, method)
+                await _abort(context, error, method)
 
         return call
 
@@ -127,12 +129,12 @@ class ErrorInterceptor(HandlerInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as error:  # noqa: BLE001 - every error becomes a status
-                await abort(context, error, method)
+                await _abort(context, error, method)
 
         return call
 
 
-async def abort(context, error: Exception, method: str) -> None:
+async def _abort(context, error: Exception, method: str) -> None:
     """End the call with the status of `error`, raised by `method` (its full path, /package.Service/Method)."""
     if isinstance(error, MlgridError):
         await context.abort(error.code, error.message)
