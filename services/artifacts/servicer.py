@@ -12,7 +12,7 @@ from mlgrid import _wire
 from mlgrid.v1 import artifacts_pb2 as pb
 from mlgrid.v1 import artifacts_pb2_grpc
 from services.artifacts.handlers import ArtifactHandler, Target, UploadChecks
-from services.common.errors import FailedPrecondition, InvalidArgument, grpc_errors
+from services.common.errors import FailedPrecondition, InvalidArgument
 
 SERVICE_NAME = "mlgrid.v1.ArtifactService"
 
@@ -56,7 +56,6 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
     def __init__(self, handler: ArtifactHandler):
         self.handler = handler
 
-    @grpc_errors
     async def Upload(self, request_iterator, context):
         first = await anext(aiter(request_iterator), None)
         first = None if first is None else _upload_request(first)
@@ -69,7 +68,6 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
         stored = await self.handler.upload(_target(header.target), checks, _chunks(request_iterator, checks, context))
         return pb.UploadResponse(path=stored.path, size=stored.size, sha256=stored.sha256)
 
-    @grpc_errors
     async def Download(self, request, context):
         download = await self.handler.download(_target(request.target), request.offset, request.length)
         try:
@@ -82,27 +80,22 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
         finally:
             download.close()
 
-    @grpc_errors
     async def ListArtifacts(self, request, context):
         files, token = await self.handler.list_folder(_target(request.target), request.max_results, request.page_token)
         return pb.ListArtifactsResponse(
             files=[pb.FileInfo(path=f.path, is_dir=f.is_dir, file_size=f.file_size) for f in files], next_page_token=token
         )
 
-    @grpc_errors
     async def StatArtifact(self, request, context):
         info, sha256 = await self.handler.stat(_target(request.target))
         return pb.StatArtifactResponse(file=pb.FileInfo(path=info.path, is_dir=info.is_dir, file_size=info.file_size), sha256=sha256)
 
-    @grpc_errors
     async def DeleteArtifact(self, request, context):
         return pb.DeleteArtifactResponse(deleted_files=await self.handler.delete(_target(request.target)))
 
-    @grpc_errors
     async def GetCapabilities(self, request, context):
         return pb.GetCapabilitiesResponse(**self.handler.capabilities())
 
-    @grpc_errors
     async def CreateMultipartUpload(self, request, context):
         upload_id, parts = await self.handler.create_multipart(_target(request.target), request.size, request.sha256)
         return pb.CreateMultipartUploadResponse(
@@ -110,18 +103,15 @@ class ArtifactServicer(artifacts_pb2_grpc.ArtifactServiceServicer):
             parts=[pb.PresignedPart(part_number=p.part_number, url=p.url, offset=p.offset, size=p.size) for p in parts],
         )
 
-    @grpc_errors
     async def CompleteMultipartUpload(self, request, context):
         parts = [(p.part_number, p.etag) for p in request.parts]
         stored = await self.handler.complete_multipart(_target(request.target), request.upload_id, request.size, parts)
         return pb.UploadResponse(path=stored.path, size=stored.size, sha256=stored.sha256)
 
-    @grpc_errors
     async def AbortMultipartUpload(self, request, context):
         await self.handler.abort_multipart(_target(request.target), request.upload_id)
         return pb.AbortMultipartUploadResponse()
 
-    @grpc_errors
     async def GetDownloadUrl(self, request, context):
         url, stat = await self.handler.download_url(_target(request.target))
         return pb.GetDownloadUrlResponse(url=url, total_size=stat.size, sha256=stat.sha256)

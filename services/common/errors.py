@@ -1,12 +1,9 @@
-"""Domain errors, and their one mapping to gRPC status codes.
+"""Domain errors, each with its gRPC status code.
 
-Handlers raise these; servicers never build statuses themselves. The gateway
-maps the same codes to MLflow's REST error codes.
+Handlers raise these; servicers never build statuses themselves: the interceptor chain
+(services.common.interceptors) ends a call that raised one with its code and message, and
+services.common.status maps the same codes to HTTP statuses and MLflow's error codes.
 """
-import functools
-import inspect
-import logging
-
 import grpc
 
 
@@ -50,48 +47,9 @@ class Unavailable(MlgridError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-log = logging.getLogger("mlgrid.errors")
-
-
 def from_status(code: grpc.StatusCode, message: str) -> MlgridError:
     """The domain error of a status another service (or the client library) reported."""
     for kind in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, OutOfRange, Unavailable):
         if kind.code == code:
             return kind(message)
     return MlgridError(message)
-
-
-async def _abort(context, error: Exception, method_name: str):
-    if isinstance(error, MlgridError):
-        await context.abort(error.code, error.message)
-    log.exception("%s failed", method_name, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method_name} ({type(error).__name__}); see the server log")
-
-
-def grpc_errors(method):
-    """Turn an exception raised by a grpc.aio servicer method into its status: MlgridError into its
-    own code and message, anything else into INTERNAL (logged with its traceback)."""
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def stream_wrapper(self, request, context):
-            try:
-                async for item in method(self, request, context):
-                    yield item
-            except grpc.aio.AbortError:
-                raise
-            except Exception as e:  # noqa: BLE001 - every error becomes a status
-                await _abort(context, e, method.__name__)
-
-        return stream_wrapper
-
-    @functools.wraps(method)
-    async def wrapper(self, request, context):
-        try:
-            return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every error becomes a status
-            await _abort(context, e, method.__name__)
-
-    return wrapper

@@ -1,5 +1,6 @@
-"""Prometheus metrics for every gRPC service: calls by method and code, latency; and for HTTP
-APIs (the gateway's REST side): requests by route and status, latency."""
+"""Prometheus metrics for every gRPC service: calls by method and code, latency (recorded by the
+interceptor chain, services.common.interceptors); and for HTTP APIs (the gateway's REST side):
+requests by route and status, latency."""
 import time
 
 import grpc
@@ -27,8 +28,9 @@ def _split(full_method: str) -> tuple[str, str]:
     return service, method
 
 
-class _MethodStats:
-    """The metric children of one method, resolved once rather than per call."""
+class MethodStats:
+    """The metric children of one gRPC method, resolved once rather than per call
+    (the interceptor chain's MetricsInterceptor records each call with them)."""
 
     def __init__(self, full_method: str):
         self.service, self.method = _split(full_method)
@@ -43,61 +45,6 @@ class _MethodStats:
             counter = self._counters[code] = GRPC_REQUESTS.labels(self.service, self.method, name)
         counter.inc()
         self.latency.observe(time.perf_counter() - started)
-
-
-def _wrap_unary_response(behavior, stats: _MethodStats):
-    async def wrapped(request_or_iterator, context):
-        started = time.perf_counter()
-        try:
-            response = await behavior(request_or_iterator, context)
-        except BaseException:
-            stats.record(context, started, True)
-            raise
-        stats.record(context, started, False)
-        return response
-
-    return wrapped
-
-
-def _wrap_stream_response(behavior, stats: _MethodStats):
-    async def wrapped(request_or_iterator, context):
-        started = time.perf_counter()
-        try:
-            async for item in behavior(request_or_iterator, context):
-                yield item
-        except BaseException:
-            stats.record(context, started, True)
-            raise
-        stats.record(context, started, False)
-
-    return wrapped
-
-
-class PrometheusInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every call, whatever its kind of streaming."""
-
-    def __init__(self):
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        stats = _MethodStats(method)
-        if handler.unary_unary:
-            wrapped = handler._replace(unary_unary=_wrap_unary_response(handler.unary_unary, stats))
-        elif handler.stream_unary:
-            wrapped = handler._replace(stream_unary=_wrap_unary_response(handler.stream_unary, stats))
-        elif handler.unary_stream:
-            wrapped = handler._replace(unary_stream=_wrap_stream_response(handler.unary_stream, stats))
-        else:
-            wrapped = handler._replace(stream_stream=_wrap_stream_response(handler.stream_stream, stats))
-        self._wrapped[method] = wrapped
-        return wrapped
 
 
 def http_metrics_middleware():

@@ -1,5 +1,5 @@
 """Start-up and graceful shutdown shared by every service: one grpc.aio server
-with health, reflection and Prometheus metrics, stopped cleanly on SIGTERM."""
+with health, reflection and the interceptor chain (metrics, error mapping), stopped cleanly on SIGTERM."""
 import asyncio
 import logging
 import signal
@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 
 from services.common.config import ServerConfig
 from services.common.errors import FailedPrecondition, MlgridError
-from services.common.metrics import PrometheusInterceptor
+from services.common.interceptors import server_interceptors
 
 log = logging.getLogger("mlgrid.server")
 
@@ -58,9 +58,10 @@ class Service:
 async def start_grpc(
     services: list[Service], host: str, port: int, announce_now: bool = True
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Mount the services with health and reflection; returns the started server and its bound port.
+    """Mount the services with health and reflection behind the interceptor chain; returns the started server
+    and its bound port.
     With announce_now=False, the caller calls announce() once everything else it serves is up."""
-    server = grpc.aio.server(interceptors=[PrometheusInterceptor()], options=GRPC_OPTIONS)
+    server = grpc.aio.server(interceptors=server_interceptors(), options=GRPC_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:

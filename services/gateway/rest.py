@@ -3,7 +3,8 @@
 One handler serves every route of rest_routes (derived from the protos' annotations): the request's
 JSON body or query parameters -> mlflow_json -> the request message -> the backend's RPC through the
 gateway's channel to it -> the response's JSON. gRPC statuses become MLflow's error codes and HTTP
-statuses, so the stock `mlflow` client raises the MlflowException it raises against MLflow's server.
+statuses (the table in services.common.status), so the stock `mlflow` client raises the MlflowException
+it raises against MLflow's server.
 Nothing of the HTTP request but its JSON goes to the backend (no headers, no cookies).
 """
 import importlib
@@ -18,32 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.common.config import GatewayConfig
 from services.common.errors import MlgridError
 from services.common.metrics import http_metrics_middleware
+from services.common.status import INTERNAL_ERROR, rest_error
 from services.gateway.mlflow_json import Codecs, endpoint, parse_body
 from services.gateway.rest_routes import Route, routes
 from services.gateway.router import Backend
 
 log = logging.getLogger("mlgrid.gateway.rest")
 
-# gRPC status -> (MLflow error_code, HTTP status), as MLflow's server answers them (mlflow/exceptions.py's
-# ERROR_CODE_TO_HTTP_STATUS). FAILED_PRECONDITION (e.g. logging to a deleted run) is INVALID_STATE with 400,
-# not MLflow's 500 for INVALID_STATE: the client retries 5xx answers, and this one cannot change by retrying.
-MLFLOW_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: ("INVALID_PARAMETER_VALUE", 400),
-    grpc.StatusCode.OUT_OF_RANGE: ("INVALID_PARAMETER_VALUE", 400),
-    grpc.StatusCode.NOT_FOUND: ("RESOURCE_DOES_NOT_EXIST", 404),
-    grpc.StatusCode.ALREADY_EXISTS: ("RESOURCE_ALREADY_EXISTS", 400),
-    grpc.StatusCode.FAILED_PRECONDITION: ("INVALID_STATE", 400),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ("RESOURCE_EXHAUSTED", 429),
-    grpc.StatusCode.UNAVAILABLE: ("TEMPORARILY_UNAVAILABLE", 503),
-    grpc.StatusCode.DEADLINE_EXCEEDED: ("DEADLINE_EXCEEDED", 504),
-    grpc.StatusCode.UNIMPLEMENTED: ("NOT_IMPLEMENTED", 501),
-    grpc.StatusCode.PERMISSION_DENIED: ("PERMISSION_DENIED", 403),
-    grpc.StatusCode.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
-    grpc.StatusCode.ABORTED: ("ABORTED", 409),
-    grpc.StatusCode.CANCELLED: ("CANCELLED", 499),
-    grpc.StatusCode.DATA_LOSS: ("DATA_LOSS", 500),
-}
-INTERNAL_ERROR = ("INTERNAL_ERROR", 500)
 JSON = "application/json"
 # The web UI's large answers (/ajax-api/..., e.g. 100 runs' downsampled histories, megabytes of JSON) go
 # gzipped to a browser that accepts it; API clients, mostly near the server, get them as they are.
@@ -67,7 +49,7 @@ def mlflow_error(error_code: str, message: str, status: int) -> web.Response:
 
 def status_error(code: grpc.StatusCode, message: str) -> web.Response:
     """The MLflow error answer for a gRPC status."""
-    error_code, status = MLFLOW_ERRORS.get(code, INTERNAL_ERROR)
+    status, error_code = rest_error(code)
     return mlflow_error(error_code, message, status)
 
 
@@ -91,7 +73,7 @@ def http_error_middleware(max_body_mb: int):
             return mlflow_error(HTTP_ERRORS[error.status], message, error.status)
         except Exception:  # noqa: BLE001 - a bug: logged, and still an MLflow error answer
             log.exception("%s %s failed", request.method, request.path)
-            return mlflow_error(INTERNAL_ERROR[0], "internal error in the gateway; see its log", INTERNAL_ERROR[1])
+            return mlflow_error(INTERNAL_ERROR.error_code, "internal error in the gateway; see its log", INTERNAL_ERROR.http_status)
 
     return middleware
 

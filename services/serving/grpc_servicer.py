@@ -1,7 +1,6 @@
 """GRPCInferenceService (the Open Inference Protocol over gRPC): a thin adapter to the data plane."""
 from mlgrid.inference.v2 import grpc_predict_v2_pb2 as pb
 from mlgrid.inference.v2 import grpc_predict_v2_pb2_grpc
-from services.common.errors import grpc_errors
 from services.serving.codecs import oip
 from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
 
@@ -25,23 +24,18 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane):
         self.plane = plane
 
-    @grpc_errors
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=self.plane.live())
 
-    @grpc_errors
     async def ServerReady(self, request, context):
         return pb.ServerReadyResponse(ready=self.plane.ready())
 
-    @grpc_errors
     async def ModelReady(self, request, context):
         return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
 
-    @grpc_errors
     async def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=server_version(), extensions=[])
 
-    @grpc_errors
     async def ModelMetadata(self, request, context):
         meta = model_metadata(self.plane, request.name, request.version)
         tensors = lambda entries: [pb.ModelMetadataResponse.TensorMetadata(name=n, datatype=d, shape=s) for n, d, s in entries]  # noqa: E731
@@ -50,7 +44,6 @@ class InferenceServicer(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
             inputs=tensors(meta["inputs"]), outputs=tensors(meta["outputs"]),
         )
 
-    @grpc_errors
     async def ModelInfer(self, request, context):
         self.plane.model(request.model_name, request.model_version)  # an unknown model is NOT_FOUND whatever the inputs
         payload = oip.decode_grpc_request(request)

@@ -4,31 +4,41 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pandas as pd
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.errors import InvalidArgument, MlgridError, NotFound
+from services.common.status import rest_error
 from services.serving.codecs import mlflow_scoring, oip
 from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
 from services.serving.grpc_servicer import model_metadata
 from services.serving.payload import UNNAMED, Prediction
 
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 413, grpc.StatusCode.UNAVAILABLE: 503,
-}
-MLFLOW_ERROR_CODES = {grpc.StatusCode.NOT_FOUND: "RESOURCE_DOES_NOT_EXIST"}
 JSON = "application/json"
+INVOCATIONS = "/invocations"
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type=JSON)
 
 
-def _oip_error(error: MlgridError) -> web.Response:
-    return _json({"error": error.message}, HTTP_STATUS.get(error.code, 500))
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    """A domain error raised by any route as its answer, HTTP status and MLflow error code from the
+    shared table (services.common.status): MLflow's scoring protocol's error on /invocations (its own
+    400 BAD_REQUEST / 415 text/plain for a request it cannot read), OIP's {"error": message} elsewhere.
+    A body over MLGRID_SERVING_MAX_BODY_MB is aiohttp's own 413 (client_max_size), raised by request.read()."""
+    try:
+        return await handler(request)
+    except MlgridError as error:
+        if request.path != INVOCATIONS:
+            return _json({"error": error.message}, rest_error(error.code).http_status)
+        if isinstance(error, InvalidArgument):
+            status, body, media_type = mlflow_scoring.error_response(error)
+            return web.Response(body=body, status=status, content_type=media_type)
+        status, error_code = rest_error(error.code)
+        return web.Response(body=mlflow_scoring.error_body(error_code, error.message), status=status, content_type=JSON)
 
 
 def _predictions(prediction: Prediction):
@@ -46,7 +56,7 @@ class RestApi:
     def __init__(self, plane: DataPlane, default_model: str | None, max_body_bytes: int):
         self.plane = plane
         self.default_model = default_model  # what /invocations serves
-        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
         version = "/v2/models/{name}/versions/{version}"
         self.app.add_routes([
             web.get("/v2/health/live", self.live),
@@ -58,7 +68,7 @@ class RestApi:
             web.get(version + "/ready", self.model_ready),
             web.post("/v2/models/{name}/infer", self.infer),
             web.post(version + "/infer", self.infer),
-            web.post("/invocations", self.invocations),
+            web.post(INVOCATIONS, self.invocations),
             web.get("/ping", self.ping),
             web.get("/health", self.ping),
             web.get("/version", self.version),
@@ -78,10 +88,7 @@ class RestApi:
         return _json({"name": SERVER_NAME, "version": server_version(), "extensions": ["binary_tensor_data"]})
 
     async def model_metadata(self, request: web.Request) -> web.Response:
-        try:
-            meta = model_metadata(self.plane, request.match_info["name"], request.match_info.get("version", ""))
-        except MlgridError as error:
-            return _oip_error(error)
+        meta = model_metadata(self.plane, request.match_info["name"], request.match_info.get("version", ""))
         meta["inputs"] = [{"name": n, "datatype": d, "shape": list(s)} for n, d, s in meta["inputs"]]
         meta["outputs"] = [{"name": n, "datatype": d, "shape": list(s)} for n, d, s in meta["outputs"]]
         return _json(meta)
@@ -92,38 +99,26 @@ class RestApi:
 
     async def infer(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        try:
-            self.plane.model(name, request.match_info.get("version", ""))  # an unknown model is 404 whatever the body
-            header = request.headers.get("Inference-Header-Content-Length")
-            payload, binary = oip.decode_rest_request(await request.read(), int(header) if header else None)
-            model, prediction = await self.plane.infer(name, request.match_info.get("version", ""), payload, "rest")
-            body, headers = oip.encode_rest_response(name, model.version, payload.id, output_tensors(prediction, payload.requested_outputs), binary)
-        except MlgridError as error:
-            return _oip_error(error)
-        except ValueError:
-            return _json({"error": "Inference-Header-Content-Length must be a number of bytes"}, 400)
+        self.plane.model(name, request.match_info.get("version", ""))  # an unknown model is 404 whatever the body
+        header = request.headers.get("Inference-Header-Content-Length") or None  # the codec checks it is a length
+        payload, binary = oip.decode_rest_request(await request.read(), header)
+        model, prediction = await self.plane.infer(name, request.match_info.get("version", ""), payload, "rest")
+        body, headers = oip.encode_rest_response(name, model.version, payload.id, output_tensors(prediction, payload.requested_outputs), binary)
         return web.Response(body=body, headers=headers)
 
     # ------------------------------------------------------------ MLflow's scoring protocol
 
     async def invocations(self, request: web.Request) -> web.Response:
-        try:
-            if self.default_model is None:
-                raise NotFound(
-                    f"/invocations answers for a server of one model; this one serves {sorted(self.plane.repository.models)}: "
-                    "call /v2/models/{name}/infer"
-                )
-            model = self.plane.model(self.default_model)
-            payload = mlflow_scoring.parse_invocation(
-                await request.read(), request.headers.get("Content-Type", ""), model.metadata.get_input_schema(),
+        if self.default_model is None:
+            raise NotFound(
+                f"/invocations answers for a server of one model; this one serves {sorted(self.plane.repository.models)}: "
+                "call /v2/models/{name}/infer"
             )
-            _, prediction = await self.plane.infer(self.default_model, "", payload, "invocations")
-        except InvalidArgument as error:
-            status, body, media_type = mlflow_scoring.error_response(error)
-            return web.Response(body=body, status=status, content_type=media_type)
-        except MlgridError as error:
-            code = MLFLOW_ERROR_CODES.get(error.code, "INTERNAL_ERROR")
-            return web.Response(body=mlflow_scoring.error_body(code, error.message), status=HTTP_STATUS.get(error.code, 500), content_type=JSON)
+        model = self.plane.model(self.default_model)
+        payload = mlflow_scoring.parse_invocation(
+            await request.read(), request.headers.get("Content-Type", ""), model.metadata.get_input_schema(),
+        )
+        _, prediction = await self.plane.infer(self.default_model, "", payload, "invocations")
         return web.Response(body=mlflow_scoring.format_predictions(_predictions(prediction)), content_type=JSON)
 
     async def ping(self, request: web.Request) -> web.Response:

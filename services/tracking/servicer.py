@@ -3,7 +3,7 @@ from prometheus_client import Counter
 
 from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import tracking_pb2_grpc
-from services.common.errors import InvalidArgument, MlgridError, grpc_errors
+from services.common.errors import InvalidArgument, MlgridError
 from services.db import validation
 from services.db.clock import now_ms
 from services.tracking.store.base import ACTIVE, DELETED
@@ -43,79 +43,64 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         self.store = store
 
     # experiments
-    @grpc_errors
     async def CreateExperiment(self, request, context):
         experiment_id = await self.store.create_experiment(request.name, request.artifact_location, dict(request.tags))
         return pb.CreateExperimentResponse(experiment_id=experiment_id)
 
-    @grpc_errors
     async def GetExperiment(self, request, context):
         return pb.GetExperimentResponse(experiment=await self.store.get_experiment(request.experiment_id))
 
-    @grpc_errors
     async def GetExperimentByName(self, request, context):
         return pb.GetExperimentResponse(experiment=await self.store.get_experiment_by_name(request.experiment_name))
 
-    @grpc_errors
     async def SearchExperiments(self, request, context):
         found, token = await self.store.search_experiments(
             request.filter, request.view_type, request.order_by, request.max_results, request.page_token
         )
         return pb.SearchExperimentsResponse(experiments=found, next_page_token=token)
 
-    @grpc_errors
     async def UpdateExperiment(self, request, context):
         await self.store.rename_experiment(request.experiment_id, request.new_name)
         return EMPTY
 
-    @grpc_errors
     async def DeleteExperiment(self, request, context):
         await self.store.set_experiment_lifecycle(request.experiment_id, DELETED)
         return EMPTY
 
-    @grpc_errors
     async def RestoreExperiment(self, request, context):
         await self.store.set_experiment_lifecycle(request.experiment_id, ACTIVE)
         return EMPTY
 
-    @grpc_errors
     async def SetExperimentTag(self, request, context):
         await self.store.set_experiment_tag(request.experiment_id, request.key, request.value)
         return EMPTY
 
-    @grpc_errors
     async def DeleteExperimentTag(self, request, context):
         await self.store.delete_experiment_tag(request.experiment_id, request.key)
         return EMPTY
 
     # runs
-    @grpc_errors
     async def CreateRun(self, request, context):
         start_time = request.start_time if request.HasField("start_time") else None
         run = await self.store.create_run(request.experiment_id, request.user_id, start_time, request.tags, request.run_name)
         return pb.RunResponse(run=run)
 
-    @grpc_errors
     async def GetRun(self, request, context):
         return pb.RunResponse(run=await self.store.get_run(request.run_id))
 
-    @grpc_errors
     async def UpdateRun(self, request, context):
         end_time = request.end_time if request.HasField("end_time") else None
         info = await self.store.update_run(request.run_id, request.status, end_time, request.run_name)
         return pb.UpdateRunResponse(run_info=info)
 
-    @grpc_errors
     async def DeleteRun(self, request, context):
         await self.store.set_run_lifecycle(request.run_id, DELETED)
         return EMPTY
 
-    @grpc_errors
     async def RestoreRun(self, request, context):
         await self.store.set_run_lifecycle(request.run_id, ACTIVE)
         return EMPTY
 
-    @grpc_errors
     async def SearchRuns(self, request, context):
         return await self.store.search_runs(
             request.experiment_ids,
@@ -126,7 +111,6 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.page_token,
         )
 
-    @grpc_errors
     async def SearchRunsStream(self, request, context):
         async for page in self.store.search_runs_pages(
             request.experiment_ids,
@@ -139,13 +123,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             yield page
 
     # params, metrics, tags
-    @grpc_errors
     async def LogParam(self, request, context):
         await self.store.log_param(request.run_id, request.key, request.value)
         PARAMS_LOGGED.inc()
         return EMPTY
 
-    @grpc_errors
     async def LogMetric(self, request, context):
         timestamp = request.timestamp if request.HasField("timestamp") else now_ms()
         model = None
@@ -158,18 +140,15 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         METRIC_POINTS.inc()
         return EMPTY
 
-    @grpc_errors
     async def SetTag(self, request, context):
         await self.store.set_tag(request.run_id, request.key, request.value)
         TAGS_SET.inc()
         return EMPTY
 
-    @grpc_errors
     async def DeleteTag(self, request, context):
         await self.store.delete_tag(request.run_id, request.key)
         return EMPTY
 
-    @grpc_errors
     async def LogBatch(self, request, context):
         stored = await self.store.log_batch(
             request.run_id, request.metrics, request.params, request.tags, request.request_id
@@ -180,7 +159,6 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             TAGS_SET.inc(len(request.tags))
         return EMPTY
 
-    @grpc_errors
     async def LogInputs(self, request, context):
         if request.datasets or not request.models:
             await self.store.log_inputs(request.run_id, request.datasets)
@@ -188,19 +166,16 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             await self.store.logged_models.link_run(request.run_id, (), request.models)
         return EMPTY
 
-    @grpc_errors
     async def LogOutputs(self, request, context):
         await self.store.logged_models.link_run(request.run_id, request.models, ())
         return EMPTY
 
-    @grpc_errors
     async def GetMetricHistory(self, request, context):
         page_size = _page_size(request.page_size)
         history = await self.store.metric_history(request.run_id, request.metric_key)
         for page in _series_pages(request.run_id, request.metric_key, history, page_size):
             yield page
 
-    @grpc_errors
     async def GetMetricHistoryBulk(self, request, context):
         page_size = _page_size(request.page_size)
         validation.bulk_run_ids(request.run_ids)
@@ -209,7 +184,6 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             for page in _series_pages(run_id, request.metric_key, history, page_size):
                 yield page
 
-    @grpc_errors
     async def GetMetricHistoryBulkInterval(self, request, context):
         sampled = await self.store.sampled_metric_history(
             request.run_ids,
@@ -225,7 +199,6 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
                 add(run_id=run_id, key=request.metric_key, step=step, timestamp=timestamp, value=value)
         return response
 
-    @grpc_errors
     async def IngestMetrics(self, request_iterator, context):
         summary = pb.IngestSummary()
         async for batch in request_iterator:
@@ -247,44 +220,36 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         return summary
 
     # logged models
-    @grpc_errors
     async def CreateLoggedModel(self, request, context):
         model = await self.store.logged_models.create(
             request.experiment_id, request.name, request.model_type, request.source_run_id, request.params, request.tags
         )
         return pb.LoggedModelResponse(model=model)
 
-    @grpc_errors
     async def GetLoggedModel(self, request, context):
         return pb.LoggedModelResponse(model=await self.store.logged_models.get(request.model_id, request.allow_deleted))
 
-    @grpc_errors
     async def FinalizeLoggedModel(self, request, context):
         return pb.LoggedModelResponse(model=await self.store.logged_models.finalize(request.model_id, request.status))
 
-    @grpc_errors
     async def DeleteLoggedModel(self, request, context):
         await self.store.logged_models.delete(request.model_id)
         return EMPTY
 
-    @grpc_errors
     async def SearchLoggedModels(self, request, context):
         found, token = await self.store.logged_models.search(
             request.experiment_ids, request.filter, request.datasets, request.max_results, request.order_by, request.page_token
         )
         return pb.SearchLoggedModelsResponse(models=found, next_page_token=token)
 
-    @grpc_errors
     async def SetLoggedModelTags(self, request, context):
         await self.store.logged_models.set_tags(request.model_id, request.tags)
         return EMPTY
 
-    @grpc_errors
     async def DeleteLoggedModelTag(self, request, context):
         await self.store.logged_models.delete_tag(request.model_id, request.tag_key)
         return EMPTY
 
-    @grpc_errors
     async def LogLoggedModelParams(self, request, context):
         await self.store.logged_models.log_params(request.model_id, request.params)
         return EMPTY

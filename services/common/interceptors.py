@@ -1,0 +1,143 @@
+"""The one interceptor chain every gRPC call of every service passes through, whatever its kind of
+streaming: Prometheus metrics, then error mapping (and, from the next issue, identity and
+permissions). `server_interceptors()` gives the chain in its order; `start_grpc` mounts it, so each
+service run alone, the gateway's own server and `mlgrid server` (all in one process) share it.
+
+Each interceptor wraps a method's handler once, on the method's first call, and hands out the
+wrapped handler from then on: per call, one dict look-up (the outermost interceptor's) and one frame
+per layer. A layer's frame costs ~0.1 µs a call against ~2.5 µs for recording the metrics, so the
+layers stay separate rather than fused into one wrapper.
+"""
+import logging
+import time
+
+import grpc
+
+from services.common.errors import MlgridError
+from services.common.metrics import MethodStats
+
+log = logging.getLogger("mlgrid.errors")
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The chain, outermost first.
+
+    1. MetricsInterceptor: counts every call by its final status code and times it; outermost, so that
+       what it counts is what the caller gets, refusals of the layers below included.
+    2. ErrorInterceptor: an MlgridError raised anywhere below becomes its own status and message; any
+       other exception becomes INTERNAL naming the method, its traceback logged.
+    3. (the next issue) authentication, then authorization: the caller's identity from the call's
+       metadata, then the permission the method needs on its resource. They go here, below error
+       mapping so that they refuse by raising domain errors (UNAUTHENTICATED, PERMISSION_DENIED) as
+       handlers do and their bugs become INTERNAL too, and above the servicer so that no servicer code
+       runs for a caller they refuse. Like the two above they wrap each method's handler once; their
+       per-call work (reading the metadata) goes in the wrapper, because an outer interceptor that has
+       a method's wrapped handler no longer calls the inner ones' intercept_service.
+    """
+    return [MetricsInterceptor(), ErrorInterceptor()]
+
+
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler once, by the kind of its response: `wrap_unary` gets the behavior of
+    unary-unary and stream-unary methods (a coroutine function), `wrap_stream` that of unary-stream and
+    stream-stream ones (an async generator function); each returns the wrapped behavior."""
+
+    def __init__(self):
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def wrap_unary(self, behavior, method: str):
+        raise NotImplementedError
+
+    def wrap_stream(self, behavior, method: str):
+        raise NotImplementedError
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            wrapped = handler._replace(unary_unary=self.wrap_unary(handler.unary_unary, method))
+        elif handler.stream_unary:
+            wrapped = handler._replace(stream_unary=self.wrap_unary(handler.stream_unary, method))
+        elif handler.unary_stream:
+            wrapped = handler._replace(unary_stream=self.wrap_stream(handler.unary_stream, method))
+        else:
+            wrapped = handler._replace(stream_stream=self.wrap_stream(handler.stream_stream, method))
+        self._wrapped[method] = wrapped
+        return wrapped
+
+
+class MetricsInterceptor(HandlerInterceptor):
+    """Counts (by final status code) and times every call."""
+
+    def wrap_unary(self, behavior, method: str):
+        stats = MethodStats(method)
+
+        async def call(request_or_iterator, context):
+            started = time.perf_counter()
+            try:
+                response = await behavior(request_or_iterator, context)
+            except BaseException:
+                stats.record(context, started, True)
+                raise
+            stats.record(context, started, False)
+            return response
+
+        return call
+
+    def wrap_stream(self, behavior, method: str):
+        stats = MethodStats(method)
+
+        async def call(request_or_iterator, context):
+            started = time.perf_counter()
+            try:
+                async for item in behavior(request_or_iterator, context):
+                    yield item
+            except BaseException:
+                stats.record(context, started, True)
+                raise
+            stats.record(context, started, False)
+
+        return call
+
+
+class ErrorInterceptor(HandlerInterceptor):
+    """Ends a call that raised with its status: an MlgridError with its own code and message; an abort
+    (`context.abort`, e.g. the gateway relaying a backend's status) as it is; anything else as INTERNAL
+    naming the method, logged with its traceback."""
+
+    def wrap_unary(self, behavior, method: str):
+        async def call(request_or_iterator, context):
+            try:
+                return await behavior(request_or_iterator, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every error becomes a status
+                await _abort(context, error, method)
+
+        return call
+
+    def wrap_stream(self, behavior, method: str):
+        async def call(request_or_iterator, context):
+            try:
+                async for item in behavior(request_or_iterator, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every error becomes a status
+                await _abort(context, error, method)
+
+        return call
+
+
+async def _abort(context, error: Exception, method: str) -> None:
+    """End the call with the status of `error`, raised by `method` (its full path, /package.Service/Method)."""
+    if isinstance(error, MlgridError):
+        await context.abort(error.code, error.message)
+    log.error("%s failed", method, exc_info=error)
+    name = method.rpartition("/")[2]
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name} ({type(error).__name__}); see the server log")
