@@ -4,7 +4,6 @@ requests by route and status, latency."""
 import time
 
 import grpc
-from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 GRPC_REQUESTS = Counter(
@@ -45,30 +44,3 @@ class MethodStats:
             counter = self._counters[code] = GRPC_REQUESTS.labels(self.service, self.method, name)
         counter.inc()
         self.latency.observe(time.perf_counter() - started)
-
-
-def http_metrics_middleware():
-    """An aiohttp middleware counting and timing requests by route template (unmatched paths as one)."""
-    children: dict[tuple, tuple] = {}
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as error:
-            status = error.status
-            raise
-        finally:
-            resource = request.match_info.route.resource
-            key = (resource.canonical if resource is not None else "unmatched", request.method, status)
-            child = children.get(key)
-            if child is None:
-                child = children[key] = (HTTP_REQUESTS.labels(*key), HTTP_LATENCY.labels(*key[:2]))
-            child[0].inc()
-            child[1].observe(time.perf_counter() - started)
-
-    return middleware

@@ -1,5 +1,7 @@
 """Start-up and graceful shutdown shared by every service: one grpc.aio server
 with health, reflection and the interceptor chain (metrics, error mapping), stopped cleanly on SIGTERM."""
+from __future__ import annotations
+
 import asyncio
 import logging
 import signal
@@ -7,9 +9,9 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -17,6 +19,9 @@ from prometheus_client import start_http_server
 from services.common.config import ServerConfig
 from services.common.errors import FailedPrecondition, MlgridError
 from services.common.interceptors import server_interceptors
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("mlgrid.server")
 
@@ -86,20 +91,6 @@ async def announce(services: list[Service], health_servicer: health.aio.HealthSe
             await service.started(health_servicer)
 
 
-async def start_http(app: web.Application, host: str, port: int, shutdown_seconds: float = 60.0) -> web.AppRunner:
-    """Serve an aiohttp app on host:port; `runner.cleanup()` stops it, letting requests in flight
-    finish for up to `shutdown_seconds`."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_seconds)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as error:
-        await runner.cleanup()
-        raise SystemExit(f"cannot listen on {host}:{port} for HTTP: {error.strerror}; is the port in use?") from None
-    return runner
-
-
 async def run_until_stopped(
     services: list[Service], host: str, grpc_port: int, metrics_port: int, grace_seconds: float,
     http_port: int = 0, http_app: Callable[[int], web.Application] | None = None, http_host: str | None = None,
@@ -111,7 +102,11 @@ async def run_until_stopped(
     if metrics_port:
         start_http_server(metrics_port, addr=http_host)
     server, health_servicer, bound = await start_grpc(services, host, grpc_port, announce_now=False)
-    runner = await start_http(http_app(bound), http_host, http_port, grace_seconds) if http_app else None
+    runner = None
+    if http_app:
+        from services.common.http import start_http  # aiohttp: only the servers with an HTTP side load it
+
+        runner = await start_http(http_app(bound), http_host, http_port, grace_seconds)
     await announce(services, health_servicer)  # ready once the HTTP side listens too
     log.info(
         "serving %s on %s:%d (metrics on :%s%s)", ", ".join(s.name for s in services), host, bound, metrics_port,

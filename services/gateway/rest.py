@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.config import GatewayConfig
 from services.common.errors import MlgridError
-from services.common.metrics import http_metrics_middleware
+from services.common.http import http_metrics_middleware
 from services.common.status import INTERNAL_ERROR, rest_error
 from services.gateway.mlflow_json import Codecs, endpoint, parse_body
 from services.gateway.rest_routes import Route, routes

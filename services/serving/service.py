@@ -8,7 +8,8 @@ import signal
 
 from services.common.config import ServerConfig, ServingConfig
 from services.common.errors import InvalidArgument
-from services.common.server import Service, start_grpc, start_http
+from services.common.http import start_http
+from services.common.server import Service, start_grpc
 from services.serving.dataplane import DataPlane
 from services.serving.grpc_servicer import SERVICE_NAME, InferenceServicer, add_to_server
 from services.serving.repository import ModelRepository, ModelSpec, registered_model_name

@@ -196,3 +196,13 @@ def test_long_modules_say_their_one_job():
         f"modules over {MAX_LINES} lines: split them by topic, or say in the module docstring "
         f"'One job: ...' when one job needs the length: {too_long}"
     )
+
+
+def test_services_without_an_http_side_never_load_aiohttp():
+    """aiohttp is ~10 MB of resident memory in each pod of tracking, artifacts and registry, which serve only gRPC."""
+    import subprocess
+    import sys
+
+    code = "import sys, services.tracking.__main__, services.artifacts.__main__, services.registry.__main__; print('aiohttp' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert loaded.strip() == "False"
