@@ -351,6 +351,21 @@ async def test_ingest_batches_are_stored_once(store):
         await store.ingest(pb.IngestBatch(run_id=run_id))
 
 
+async def test_an_ingest_batch_may_carry_a_key_in_several_series(store):
+    """One key in two series of a batch is one series (PostgreSQL refused it: one upsert may not touch a row twice)."""
+    run_id = (await new_run(store)).info.run_id
+    batch = pb.IngestBatch(batch_id=f"{run_id}-twice", run_id=run_id, metrics=[
+        pb.MetricSeries(key="loss", steps=[0, 1], timestamps=[10, 11], values=[3.0, 2.0]),
+        pb.MetricSeries(key="acc", steps=[0], timestamps=[10], values=[0.5]),
+        pb.MetricSeries(key="loss", steps=[2], timestamps=[12], values=[1.0]),
+    ])
+    assert await store.ingest(batch) == (True, 4)
+    steps, timestamps, values = await store.metric_history(run_id, "loss")
+    assert steps.tolist() == [0, 1, 2] and timestamps.tolist() == [10, 11, 12] and values.tolist() == [3.0, 2.0, 1.0]
+    latest = {m.key: (m.step, m.value) for m in (await store.get_run(run_id)).data.metrics}
+    assert latest == {"loss": (2, 1.0), "acc": (0, 0.5)}
+
+
 async def test_old_batch_ids_are_forgotten_and_recent_ones_kept(store):
     run_id = (await new_run(store)).info.run_id
     old, recent = (pb.IngestBatch(batch_id=f"{run_id}-{name}", run_id=run_id, metrics=[

@@ -36,7 +36,7 @@ def prepare(series, param_list, tag_list) -> PreparedBatch:
             raise InvalidArgument(f"param {p.key!r} appears twice in the batch with different values")
     for t in tag_list:
         batch.tags[validation.key("tag", t.key)] = validation.tag_value(t.key, t.value)
-    for key, steps, timestamps, values in series:
+    for key, steps, timestamps, values in _one_series_per_key(series):
         validation.key("metric", key)
         step_data, timestamp_data, value_data = metric_codec.pack(steps, timestamps, values)
         batch.chunks.append((key, len(values), step_data, timestamp_data, value_data))
@@ -49,6 +49,20 @@ def prepare(series, param_list, tag_list) -> PreparedBatch:
         encoded = run_data_fields.metric(key, value, timestamp, step)
         batch.latest.append((key, 0.0 if is_nan else value, is_nan, timestamp, step, encoded))
     return batch
+
+
+def _one_series_per_key(series):
+    """Series of one key joined into one, in order: a batch's latest value of a key is one row to upsert
+    (PostgreSQL refuses a statement that updates a row twice)."""
+    if len({key for key, *_ in series}) == len(series):
+        return series
+    merged: dict[str, tuple[list, list, list]] = {}
+    for key, steps, timestamps, values in series:
+        columns = merged.setdefault(key, ([], [], []))
+        columns[0].extend(steps)
+        columns[1].extend(timestamps)
+        columns[2].extend(values)
+    return [(key, *columns) for key, columns in merged.items()]
 
 
 def params_to_insert(run_id: str, existing: dict[str, str], new_params: dict[str, str]) -> dict[str, str]:
