@@ -1,7 +1,10 @@
-"""Async SQLAlchemy engines for the stores: SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+"""Async SQLAlchemy engines for the stores: SQLite (aiosqlite) and PostgreSQL (asyncpg); and the upsert,
+the one statement whose form differs between them."""
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
@@ -35,3 +38,8 @@ def _sqlite_pragmas(dbapi_connection, _record):
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def dialect_insert(bind: AsyncEngine | AsyncConnection):
+    """The INSERT of the engine's (or connection's) dialect: both have ON CONFLICT (upserts), each its own."""
+    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert

@@ -3,9 +3,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.db.engine import dialect_insert
 
 # pg_advisory_xact_lock key held by a writer from taking its event ids to its commit (any constant).
 EVENT_LOCK_KEY = 0x6D6C677269640001
@@ -28,9 +28,6 @@ async def _serialized_already(conn: AsyncConnection) -> None:
     """SQLite serializes writers, so their event ids are committed in order without a lock."""
 
 
-POSTGRESQL = Dialect(insert=pg_insert, order_event_ids=_lock_event_ids)
-SQLITE = Dialect(insert=sqlite_insert, order_event_ids=_serialized_already)
-
-
 def dialect_of(engine: AsyncEngine) -> Dialect:
-    return POSTGRESQL if engine.dialect.name == "postgresql" else SQLITE
+    postgresql = engine.dialect.name == "postgresql"
+    return Dialect(insert=dialect_insert(engine), order_event_ids=_lock_event_ids if postgresql else _serialized_already)

@@ -1,22 +1,16 @@
 """What the parts of the tracking store share: the engine and its reader, the dialect's INSERT, the
 write path chosen at start, and the experiment and run lookups that every topic makes before it acts."""
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.config import StoreConfig
 from services.common.errors import FailedPrecondition, NotFound
 from services.db import validation
+from services.db.engine import dialect_insert
 from services.db.schema import experiments, runs
 from services.tracking.store.write_path import WritePath
 
 ACTIVE, DELETED = "active", "deleted"
-
-
-def dialect_insert(bind: AsyncEngine | AsyncConnection):
-    """The INSERT of the engine's (or connection's) dialect, which has ON CONFLICT (upserts)."""
-    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
 
 
 class StoreBase:

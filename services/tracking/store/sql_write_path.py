@@ -11,6 +11,7 @@ from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import InvalidArgument
 from services.db import run_data_fields, validation
 from services.db.clock import now_ms
+from services.db.engine import dialect_insert
 from services.db.schema import (
     datasets,
     ingest_batches,
@@ -25,7 +26,7 @@ from services.db.schema import (
     tags,
 )
 from services.tracking.store import batch
-from services.tracking.store.base import ACTIVE, active_run, dialect_insert, no_logged_model
+from services.tracking.store.base import ACTIVE, active_run, no_logged_model
 from services.tracking.store.batch import RUN_NAME_TAG, PreparedBatch
 from services.tracking.store.write_path import WritePath
 
