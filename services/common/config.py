@@ -247,8 +247,57 @@ class GatewayConfig(Settings):
     Python)"""
 
 
+class AuthConfig(Settings):
+    """Identity and permissions, the same in every service (the chart sets them on each): who may sign in
+    (built-in users, access tokens, OIDC JWTs) and what they may do without a grant."""
+
+    model_config = SettingsConfigDict(env_prefix="MLGRID_AUTH_")
+
+    enabled: Flag = Field(False, validation_alias=AliasChoices("MLGRID_AUTH"))
+    """check every call's credentials and permissions (`mlgrid server --auth`; on in the Helm chart)"""
+    default_permission: str = "READ"
+    """what a signed-in user may do on an experiment or registered model without a grant (MLflow's
+    `default_permission`: READ, USE, EDIT, MANAGE or NO_PERMISSIONS)"""
+    cache_seconds: Duration = 10.0
+    """how long a service keeps a verified credential and a permission it looked up: a revoked token or a
+    removed grant stops working within this time"""
+    admin_username: str = Field("", validation_alias=AliasChoices("MLGRID_ADMIN_USERNAME"))
+    """the first admin, created at start-up when no user of that name exists"""
+    admin_password: str = Field("", validation_alias=AliasChoices("MLGRID_ADMIN_PASSWORD"))
+    """its password (only used to create it: change it later with `mlgrid users update-password`)"""
+    identity_target: str = ""
+    """`host:port` of the service answering `mlgrid.v1.IdentityService` (tracking), for the services
+    without a database (artifacts, serving) to check callers with"""
+    oidc_issuer: str = ""
+    """accept bearer JWTs from this OIDC issuer (its `iss`; empty: no OIDC)"""
+    oidc_audience: str = ""
+    """the `aud` a JWT must carry (the client id registered with the issuer)"""
+    oidc_jwks_url: str = ""
+    """where the issuer's signing keys are (default: from the issuer's discovery document)"""
+    oidc_jwks_file: str = ""
+    """a JWKS file to take the signing keys from instead of a URL"""
+    oidc_jwks_refresh_seconds: Duration = 300.0
+    """how often keys fetched from a URL are fetched again (and at once for a key id not yet seen)"""
+    oidc_username_claim: str = "preferred_username"
+    """the claim that is the username"""
+    oidc_groups_claim: str = "groups"
+    """the claim listing the caller's groups"""
+    oidc_admin_groups: CommaList = []
+    """members of these groups are admins"""
+    oidc_clock_skew_seconds: Duration = 60.0
+    """leeway on `exp`, `nbf` and `iat`"""
+    oidc_client_id: str = ""
+    """the UI's OIDC client (authorization code flow with PKCE; empty: the UI offers only the login form)"""
+    oidc_client_secret: str = ""
+    """its secret, for a confidential client (empty for a public one)"""
+    session_hours: Duration = 12.0
+    """how long a UI sign-in lasts"""
+
+
 # The README's table, in this order.
-SETTINGS: tuple[type[Settings], ...] = (ServerConfig, StoreConfig, ArtifactsConfig, RegistryConfig, ServingConfig, GatewayConfig)
+SETTINGS: tuple[type[Settings], ...] = (
+    ServerConfig, StoreConfig, ArtifactsConfig, RegistryConfig, ServingConfig, GatewayConfig, AuthConfig,
+)
 
 
 # The README's table lies between these two lines; `python -m services.common.config --update README.md` rewrites it.

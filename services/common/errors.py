@@ -47,9 +47,22 @@ class Unavailable(MlgridError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unauthenticated(MlgridError):
+    """No credentials, or credentials that do not verify: say how to sign in."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(MlgridError):
+    """A verified caller without the permission an operation needs: name the permission."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 def from_status(code: grpc.StatusCode, message: str) -> MlgridError:
     """The domain error of a status another service (or the client library) reported."""
-    for kind in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, OutOfRange, Unavailable):
+    for kind in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, OutOfRange, Unavailable,
+                 Unauthenticated, PermissionDenied):
         if kind.code == code:
             return kind(message)
     return MlgridError(message)

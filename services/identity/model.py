@@ -1,0 +1,47 @@
+"""The vocabulary of identity, shared by the store, the checks and the API: permissions, resource
+types, and the identity of a caller."""
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Permission(IntEnum):
+    """MLflow's permissions, ordered by what they allow; DENY is an explicit refusal that wins over any
+    grant it is folded with, NO_PERMISSIONS merely the absence of one."""
+
+    DENY = -1
+    NO_PERMISSIONS = 0
+    READ = 1
+    USE = 2
+    EDIT = 3
+    MANAGE = 4
+
+    @classmethod
+    def parse(cls, name: str) -> "Permission":
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            raise ValueError(f"'{name}' is not a permission: use one of {', '.join(p.name for p in cls)}") from None
+
+    def allows(self, needed: "Permission") -> bool:
+        return self >= needed and self > Permission.NO_PERMISSIONS
+
+
+# Resource types, as MLflow names them (grants on experiments and registered models by id or "*";
+# runs, logged models and model versions follow their parent).
+EXPERIMENT = "experiment"
+REGISTERED_MODEL = "registered_model"
+RUN = "run"
+LOGGED_MODEL = "logged_model"
+REGISTERED_MODEL_VERSION = "registered_model_version"
+WORKSPACE = "workspace"
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified caller. `user_id` is None only for a caller the store has no row for (never, today)."""
+
+    username: str
+    user_id: int | None
+    is_admin: bool = False
+    via: str = "password"  # how it was verified: password, token, oidc, session
