@@ -1,6 +1,5 @@
 """The one interceptor chain every gRPC call of every service passes through, whatever its kind of
-streaming: Prometheus metrics, then error mapping (and, from the next issue, identity and
-permissions). `server_interceptors()` gives the chain in its order; `start_grpc` mounts it, so each
+streaming: Prometheus metrics, error mapping, then (when auth is on) identity and permissions. `server_interceptors()` gives the chain in its order; `start_grpc` mounts it, so each
 service run alone, the gateway's own server and `mlgrid server` (all in one process) share it.
 
 Each interceptor wraps a method's handler once, on the method's first call, and hands out the
@@ -10,6 +9,7 @@ layers stay separate rather than fused into one wrapper.
 """
 import logging
 import time
+from typing import Protocol
 
 import grpc
 
@@ -19,22 +19,23 @@ from services.common.metrics import MethodStats
 log = logging.getLogger("mlgrid.errors")
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+def server_interceptors(gate: "Gate | None" = None) -> list[grpc.aio.ServerInterceptor]:
     """The chain, outermost first.
 
     1. MetricsInterceptor: counts every call by its final status code and times it; outermost, so that
        what it counts is what the caller gets, refusals of the layers below included.
     2. ErrorInterceptor: an MlgridError raised anywhere below becomes its own status and message; any
        other exception becomes INTERNAL naming the method, its traceback logged.
-    3. (the next issue) authentication, then authorization: the caller's identity from the call's
-       metadata, then the permission the method needs on its resource. They go here, below error
-       mapping so that they refuse by raising domain errors (UNAUTHENTICATED, PERMISSION_DENIED) as
-       handlers do and their bugs become INTERNAL too, and above the servicer so that no servicer code
-       runs for a caller they refuse. Like the two above they wrap each method's handler once; their
-       per-call work (reading the metadata) goes in the wrapper, because an outer interceptor that has
-       a method's wrapped handler no longer calls the inner ones' intercept_service.
+    3. AuthInterceptor (when a gate is given, i.e. auth is on): the caller's identity from the call's
+       metadata, then the permission the method's rule needs on the resources its request names. Below
+       error mapping, so that it refuses by raising domain errors (UNAUTHENTICATED, PERMISSION_DENIED,
+       NOT_FOUND for what the caller may not see) as handlers do; above the servicer, so that no servicer
+       code runs for a caller it refuses.
     """
-    return [MetricsInterceptor(), ErrorInterceptor()]
+    chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), ErrorInterceptor()]
+    if gate is not None:
+        chain.append(AuthInterceptor(gate))
+    return chain
 
 
 class HandlerInterceptor(grpc.aio.ServerInterceptor):
@@ -45,10 +46,10 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self):
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    def wrap_unary(self, behavior, method: str):
+    def wrap_unary(self, behavior, method: str, streamed_request: bool):
         raise NotImplementedError
 
-    def wrap_stream(self, behavior, method: str):
+    def wrap_stream(self, behavior, method: str, streamed_request: bool):
         raise NotImplementedError
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -60,13 +61,13 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         if handler.unary_unary:
-            wrapped = handler._replace(unary_unary=self.wrap_unary(handler.unary_unary, method))
+            wrapped = handler._replace(unary_unary=self.wrap_unary(handler.unary_unary, method, False))
         elif handler.stream_unary:
-            wrapped = handler._replace(stream_unary=self.wrap_unary(handler.stream_unary, method))
+            wrapped = handler._replace(stream_unary=self.wrap_unary(handler.stream_unary, method, True))
         elif handler.unary_stream:
-            wrapped = handler._replace(unary_stream=self.wrap_stream(handler.unary_stream, method))
+            wrapped = handler._replace(unary_stream=self.wrap_stream(handler.unary_stream, method, False))
         else:
-            wrapped = handler._replace(stream_stream=self.wrap_stream(handler.stream_stream, method))
+            wrapped = handler._replace(stream_stream=self.wrap_stream(handler.stream_stream, method, True))
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -74,7 +75,7 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
 class MetricsInterceptor(HandlerInterceptor):
     """Counts (by final status code) and times every call."""
 
-    def wrap_unary(self, behavior, method: str):
+    def wrap_unary(self, behavior, method: str, streamed_request: bool):
         stats = MethodStats(method)
 
         async def call(request_or_iterator, context):
@@ -89,7 +90,7 @@ class MetricsInterceptor(HandlerInterceptor):
 
         return call
 
-    def wrap_stream(self, behavior, method: str):
+    def wrap_stream(self, behavior, method: str, streamed_request: bool):
         stats = MethodStats(method)
 
         async def call(request_or_iterator, context):
@@ -110,7 +111,7 @@ class ErrorInterceptor(HandlerInterceptor):
     (`context.abort`, e.g. the gateway relaying a backend's status) as it is; anything else as INTERNAL
     naming the method, logged with its traceback."""
 
-    def wrap_unary(self, behavior, method: str):
+    def wrap_unary(self, behavior, method: str, streamed_request: bool):
         async def call(request_or_iterator, context):
             try:
                 return await behavior(request_or_iterator, context)
@@ -121,7 +122,7 @@ class ErrorInterceptor(HandlerInterceptor):
 
         return call
 
-    def wrap_stream(self, behavior, method: str):
+    def wrap_stream(self, behavior, method: str, streamed_request: bool):
         async def call(request_or_iterator, context):
             try:
                 async for item in behavior(request_or_iterator, context):
@@ -132,6 +133,76 @@ class ErrorInterceptor(HandlerInterceptor):
                 await _abort(context, error, method)
 
         return call
+
+
+
+class Guard(Protocol):
+    """What a gate checks of one method's calls (services.identity.gate implements it)."""
+
+    # Called once per call with the request, or the first message of a streamed request (None for an
+    # empty stream); returns the call's state for the other two.
+    async def first(self, message, context) -> object: ...
+    async def each(self, state: object, message) -> None: ...  # every later message of a streamed request
+    done: object  # None, or `async (state, response)`: after a unary response was produced
+
+
+class Gate(Protocol):
+    def guard(self, method: str) -> Guard: ...
+
+
+_EMPTY = object()
+
+
+class AuthInterceptor(HandlerInterceptor):
+    """Lets a call through only as far as its method's guard allows: the request (each message of a
+    streamed one) is checked before the servicer sees it."""
+
+    def __init__(self, gate: Gate):
+        super().__init__()
+        self.gate = gate
+
+    def wrap_unary(self, behavior, method: str, streamed_request: bool):
+        guard = self.gate.guard(method)
+        done = guard.done
+
+        async def call(request_or_iterator, context):
+            request, state = await _admit(guard, request_or_iterator, context, streamed_request)
+            response = await behavior(request, context)
+            if done is not None:
+                await done(state, response)
+            return response
+
+        return call
+
+    def wrap_stream(self, behavior, method: str, streamed_request: bool):
+        guard = self.gate.guard(method)
+
+        async def call(request_or_iterator, context):
+            request, _ = await _admit(guard, request_or_iterator, context, streamed_request)
+            async for item in behavior(request, context):
+                yield item
+
+        return call
+
+
+async def _admit(guard: Guard, request_or_iterator, context, streamed_request: bool):
+    """(what to hand the servicer, the call's state): the request itself, or, for a streamed one, its
+    messages again, each later one checked as it is read."""
+    if not streamed_request:
+        return request_or_iterator, await guard.first(request_or_iterator, context)
+    messages = aiter(request_or_iterator)
+    first = await anext(messages, _EMPTY)
+    state = await guard.first(None if first is _EMPTY else first, context)
+    return _checked(first, messages, guard, state), state
+
+
+async def _checked(first, rest, guard: Guard, state):
+    if first is _EMPTY:
+        return
+    yield first
+    async for message in rest:
+        await guard.each(state, message)
+        yield message
 
 
 async def _abort(context, error: Exception, method: str) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from services.common.config import ServerConfig
 from services.common.errors import FailedPrecondition, MlgridError
-from services.common.interceptors import server_interceptors
+from services.common.interceptors import Gate, server_interceptors
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -43,7 +43,9 @@ CHANNEL_OPTIONS = GRPC_OPTIONS + [
 class Service:
     """One servicer to mount: its full proto service name, how to add it, what to close at stop,
     what to tell at the start of a stop (e.g. to end endless streams rather than wait out the grace period),
-    and what to start once the server listens, given its health servicer (e.g. to mirror another server's health)."""
+    and what to start once the server listens, given its health servicer (e.g. to mirror another server's health).
+    `gate` (auth on): what checks every caller of the server that mounts it (services.identity.gate); the
+    services of one server share theirs."""
 
     def __init__(
         self,
@@ -52,12 +54,14 @@ class Service:
         close: Callable[[], Awaitable[None]] | None = None,
         stopping: Callable[[], None] | None = None,
         started: Callable[[health.aio.HealthServicer], Awaitable[None]] | None = None,
+        gate: Gate | None = None,
     ):
         self.name = name
         self.add = add
         self.close = close
         self.stopping = stopping
         self.started = started
+        self.gate = gate
 
 
 async def start_grpc(
@@ -66,7 +70,11 @@ async def start_grpc(
     """Mount the services with health and reflection behind the interceptor chain; returns the started server
     and its bound port.
     With announce_now=False, the caller calls announce() once everything else it serves is up."""
-    server = grpc.aio.server(interceptors=server_interceptors(), options=GRPC_OPTIONS)
+    gates = {id(s.gate): s.gate for s in services if s.gate is not None}
+    if len(gates) > 1:
+        raise ValueError("the services of one server must share one gate")
+    gate = next(iter(gates.values()), None)
+    server = grpc.aio.server(interceptors=server_interceptors(gate), options=GRPC_OPTIONS)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:

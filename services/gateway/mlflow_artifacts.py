@@ -27,7 +27,7 @@ from aiohttp import web
 from mlgrid import _wire
 from mlgrid.v1 import artifacts_pb2 as pb
 from mlgrid.v1 import artifacts_pb2_grpc
-from services.gateway.rest import RestGateway, json_response, status_error
+from services.gateway.rest import RestGateway, credentials, json_response, status_error
 from services.gateway.router import Backend
 
 PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
@@ -37,7 +37,7 @@ CHUNK_SIZE = 1024 * 1024
 LIST_PAGE = 10_000
 # MLflow shows these as text in its UI and serves them as text/plain (mlflow.utils.mime_type_utils).
 TEXT_EXTENSIONS = frozenset(
-    "txt log err cfg conf cnf cf ini properties prop hocon toml yaml yml xml json js py py3 csv tsv md rst ipynb".split()
+    ["txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop", "hocon", "toml", "yaml", "yml", "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb"]
 )
 TEXT_FILE_NAMES = frozenset({"MLmodel", "MLproject"})
 
@@ -106,7 +106,7 @@ class MlflowArtifactsApi:
         return await self._send(request, self._target(request.query["path"], run_id))
 
     async def _send(self, request: web.Request, target: pb.ArtifactTarget) -> web.StreamResponse:
-        call = self._download(pb.DownloadRequest(target=target))
+        call = self._download(pb.DownloadRequest(target=target), metadata=credentials(request))
         response = None
         try:
             async for raw in call:
@@ -150,7 +150,7 @@ class MlflowArtifactsApi:
                 yield chunk
 
         try:
-            await self._upload(messages())
+            await self._upload(messages(), metadata=credentials(request))
         except grpc.aio.AioRpcError as error:
             return self._error(error)
         return web.Response()  # as MLflow: 200 with an empty body
@@ -163,6 +163,7 @@ class MlflowArtifactsApi:
                 page = await self._stub.ListArtifacts(
                     pb.ListArtifactsRequest(target=self._target(path), max_results=LIST_PAGE, page_token=page_token),
                     timeout=self._rest.timeout,
+                    metadata=credentials(request),
                 )
                 for f in page.files:
                     entry = {"path": posixpath.basename(f.path), "is_dir": f.is_dir}
@@ -179,7 +180,9 @@ class MlflowArtifactsApi:
     async def delete(self, request: web.Request) -> web.Response:
         try:
             target = self._target(request.match_info["path"])
-            await self._stub.DeleteArtifact(pb.DeleteArtifactRequest(target=target), timeout=self._rest.timeout)
+            await self._stub.DeleteArtifact(
+                pb.DeleteArtifactRequest(target=target), timeout=self._rest.timeout, metadata=credentials(request)
+            )
         except grpc.aio.AioRpcError as error:
             return self._error(error)
         return json_response({})

@@ -19,7 +19,6 @@ import time
 import uuid
 
 import grpc
-
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message_factory import GetMessageClass
 

@@ -5,7 +5,8 @@ JSON body or query parameters -> mlflow_json -> the request message -> the backe
 gateway's channel to it -> the response's JSON. gRPC statuses become MLflow's error codes and HTTP
 statuses (the table in services.common.status), so the stock `mlflow` client raises the MlflowException
 it raises against MLflow's server.
-Nothing of the HTTP request but its JSON goes to the backend (no headers, no cookies).
+Of the HTTP request only its JSON and the caller's credentials (`credentials()`: the Authorization header)
+go to the backend, which verifies them itself: the gateway trusts no caller on a backend's behalf.
 """
 import importlib
 import json
@@ -53,6 +54,18 @@ def status_error(code: grpc.StatusCode, message: str) -> web.Response:
     return mlflow_error(error_code, message, status)
 
 
+def challenge(path: str) -> str:
+    """A 401's WWW-Authenticate: Basic for API clients; Bearer for the web UI's requests (/ajax-api), on
+    which Basic would make the browser open its own password dialog instead of the UI's sign-in page."""
+    return 'Bearer realm="mlgrid"' if path.startswith("/ajax-api/") else 'Basic realm="mlgrid", charset="UTF-8"'
+
+
+def credentials(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """The caller's credentials as gRPC metadata, for the backend to verify."""
+    value = request.headers.get("Authorization")
+    return (("authorization", value),) if value else ()
+
+
 # HTTP errors aiohttp raises itself (no route, wrong method, body too large), as MLflow error answers.
 HTTP_ERRORS = {404: "ENDPOINT_NOT_FOUND", 405: "ENDPOINT_NOT_FOUND", 413: "REQUEST_LIMIT_EXCEEDED"}
 
@@ -61,7 +74,10 @@ def http_error_middleware(max_body_mb: int):
     @web.middleware
     async def middleware(request: web.Request, handler):
         try:
-            return await handler(request)
+            response = await handler(request)
+            if response.status == 401:
+                response.headers["WWW-Authenticate"] = challenge(request.path)
+            return response
         except web.HTTPException as error:
             if error.status not in HTTP_ERRORS:
                 raise
@@ -71,7 +87,7 @@ def http_error_middleware(max_body_mb: int):
                 413: f"The request body is larger than the gateway's limit of {max_body_mb} MB (MLGRID_GATEWAY_MAX_BODY_MB)",
             }[error.status]
             return mlflow_error(HTTP_ERRORS[error.status], message, error.status)
-        except Exception:  # noqa: BLE001 - a bug: logged, and still an MLflow error answer
+        except Exception:
             log.exception("%s %s failed", request.method, request.path)
             return mlflow_error(INTERNAL_ERROR.error_code, "internal error in the gateway; see its log", INTERNAL_ERROR.http_status)
 
@@ -128,10 +144,11 @@ class RestGateway:
                 if path_params:
                     obj.update(request.match_info)
                 message, state = shape.decode(obj)
+                metadata = credentials(request)
                 if shape.streaming:
-                    body = await shape.collect(lambda: open_call(message, timeout=timeout), state)
+                    body = await shape.collect(lambda: open_call(message, timeout=timeout, metadata=metadata), state)
                 else:
-                    body = shape.encode(await open_call(message, timeout=timeout), state)
+                    body = shape.encode(await open_call(message, timeout=timeout, metadata=metadata), state)
             except MlgridError as error:
                 return status_error(error.code, error.message)
             except grpc.aio.AioRpcError as error:

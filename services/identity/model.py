@@ -29,6 +29,7 @@ class Permission(IntEnum):
 # Resource types, as MLflow names them (grants on experiments and registered models by id or "*";
 # runs, logged models and model versions follow their parent).
 EXPERIMENT = "experiment"
+EXPERIMENT_NAME = "experiment_name"  # an experiment named rather than by id (resolved by tracking)
 REGISTERED_MODEL = "registered_model"
 RUN = "run"
 LOGGED_MODEL = "logged_model"

@@ -1,0 +1,61 @@
+"""Every RPC of every service has an access rule, and every REST route of the gateway is one of those
+RPCs or a route classified here: nothing can be added unguarded. A rule's field paths name fields that
+exist in the request."""
+import pytest
+from google.protobuf import descriptor_pool
+
+from mlgrid.inference.v2 import grpc_predict_v2_pb2  # noqa: F401 - loads the descriptors
+from mlgrid.v1 import artifacts_pb2, registry_pb2, tracking_pb2  # noqa: F401
+from services.artifacts.access import RULES as ARTIFACT_RULES
+from services.identity.access import PLUMBING, field_values
+from services.registry.access import RULES as REGISTRY_RULES
+from services.serving.access import RULES as SERVING_RULES
+from services.tracking.access import RULES as TRACKING_RULES
+
+TABLES = {
+    "mlgrid.v1.TrackingService": TRACKING_RULES,
+    "mlgrid.v1.ArtifactService": ARTIFACT_RULES,
+    "mlgrid.v1.ModelRegistryService": REGISTRY_RULES,
+    "inference.GRPCInferenceService": SERVING_RULES,
+}
+
+
+@pytest.mark.parametrize("service", sorted(TABLES))
+def test_every_rpc_has_a_rule_and_every_rule_an_rpc(service):
+    methods = {m.name for m in descriptor_pool.Default().FindServiceByName(service).methods}
+    rules = set(TABLES[service])
+    assert methods - rules == set(), f"{service}: RPCs without an access rule (add them to its access.py)"
+    assert rules - methods == set(), f"{service}: rules for RPCs that do not exist"
+
+
+def test_the_plumbing_of_every_server_is_classified():
+    assert set(PLUMBING) >= {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"}
+    assert all(rule.public for rule in PLUMBING.values())
+
+
+@pytest.mark.parametrize("service", sorted(TABLES))
+def test_rules_read_fields_that_exist(service):
+    pool = descriptor_pool.Default()
+    for method in pool.FindServiceByName(service).methods:
+        rule = TABLES[service][method.name]
+        for path in rule.fields:
+            message = method.input_type
+            for name in path.split("."):
+                field = message.fields_by_name.get(name)
+                assert field is not None, f"{service}/{method.name}: its rule reads {path}, which the request lacks"
+                message = field.message_type
+
+
+@pytest.mark.parametrize("service", sorted(TABLES))
+def test_rules_that_check_nothing_per_resource_say_why(service):
+    for name, rule in TABLES[service].items():
+        if rule.resources is None and not rule.admin_only:
+            assert rule.why, f"{service}/{name} checks no resource: its rule must say why (public/signed_in/creating)"
+
+
+def test_field_values_reads_scalars_repeated_and_nested_fields():
+    request = tracking_pb2.GetMetricHistoryBulkRequest(run_ids=["a" * 32, "b" * 32])
+    assert field_values("run_ids")(request) == ["a" * 32, "b" * 32]
+    response = registry_pb2.RegisteredModelResponse(registered_model=registry_pb2.RegisteredModel(name="m"))
+    assert field_values("registered_model.name")(response) == ["m"]
+    assert field_values("registered_model.name")(registry_pb2.RegisteredModelResponse()) == []
