@@ -15,13 +15,18 @@ case-insensitive LIKE is settled as the selects compile.
 """
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Boolean, Column, literal
+from sqlalchemy import Boolean, Column, ColumnElement, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from services.common.errors import InvalidArgument
+
+# Narrows a search to the rows the caller may read, given the column of their experiment id or model name
+# (services.identity builds it for the caller; None: every row).
+Visible = Callable[[ColumnElement], ColumnElement]
 
 # ---------------------------------------------------------------- tokens
 

@@ -3,6 +3,8 @@ from google.protobuf import empty_pb2
 
 from mlgrid.v1 import registry_pb2 as pb
 from mlgrid.v1 import registry_pb2_grpc
+from services.identity.model import REGISTERED_MODEL
+from services.identity.visibility import OPEN, Visibility
 from services.registry.store.sql import SqlRegistryStore
 
 SERVICE_NAME = "mlgrid.v1.ModelRegistryService"
@@ -18,8 +20,9 @@ def _version(version: pb.ModelVersion) -> pb.ModelVersionResponse:
 
 
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
-    def __init__(self, store: SqlRegistryStore):
+    def __init__(self, store: SqlRegistryStore, visibility: Visibility = OPEN):
         self.store = store
+        self.visibility = visibility
 
     # registered models
     async def CreateRegisteredModel(self, request, context):
@@ -40,7 +43,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     async def SearchRegisteredModels(self, request, context):
         found, token = await self.store.search_registered_models(
-            request.filter, request.max_results, request.order_by, request.page_token
+            request.filter, request.max_results, request.order_by, request.page_token,
+            self.visibility.clause(REGISTERED_MODEL),
         )
         return pb.SearchRegisteredModelsResponse(registered_models=found, next_page_token=token)
 
@@ -71,7 +75,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
 
     async def SearchModelVersions(self, request, context):
         found, token = await self.store.search_model_versions(
-            request.filter, request.max_results, request.order_by, request.page_token
+            request.filter, request.max_results, request.order_by, request.page_token,
+            self.visibility.clause(REGISTERED_MODEL),
         )
         return pb.SearchModelVersionsResponse(model_versions=found, next_page_token=token)
 
@@ -117,4 +122,5 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     # events
     async def WatchEvents(self, request, context):
         async for event in self.store.watch_events(request.after_event_id):
-            yield event
+            if await self.visibility.may_read(REGISTERED_MODEL, event.name):
+                yield event

@@ -6,6 +6,8 @@ from mlgrid.v1 import tracking_pb2_grpc
 from services.common.errors import InvalidArgument, MlgridError
 from services.db import validation
 from services.db.clock import now_ms
+from services.identity.model import EXPERIMENT
+from services.identity.visibility import OPEN, Visibility
 from services.tracking.store.base import ACTIVE, DELETED
 from services.tracking.store.sql import SqlTrackingStore
 
@@ -39,7 +41,8 @@ def _series_pages(run_id: str, key: str, history, page_size: int):
 
 
 class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
-    def __init__(self, store: SqlTrackingStore):
+    def __init__(self, store: SqlTrackingStore, visibility: Visibility = OPEN):
+        self.visibility = visibility
         self.store = store
 
     # experiments
@@ -55,7 +58,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     async def SearchExperiments(self, request, context):
         found, token = await self.store.search_experiments(
-            request.filter, request.view_type, request.order_by, request.max_results, request.page_token
+            request.filter, request.view_type, request.order_by, request.max_results, request.page_token,
+            self.visibility.clause(EXPERIMENT),
         )
         return pb.SearchExperimentsResponse(experiments=found, next_page_token=token)
 
@@ -109,6 +113,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.order_by,
             request.max_results,
             request.page_token,
+            self.visibility.clause(EXPERIMENT),
         )
 
     async def SearchRunsStream(self, request, context):
@@ -119,6 +124,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.order_by,
             request.max_results,
             request.page_token,
+            self.visibility.clause(EXPERIMENT),
         ):
             yield page
 
@@ -238,7 +244,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     async def SearchLoggedModels(self, request, context):
         found, token = await self.store.logged_models.search(
-            request.experiment_ids, request.filter, request.datasets, request.max_results, request.order_by, request.page_token
+            request.experiment_ids, request.filter, request.datasets, request.max_results, request.order_by, request.page_token,
+            self.visibility.clause(EXPERIMENT),
         )
         return pb.SearchLoggedModelsResponse(models=found, next_page_token=token)
 

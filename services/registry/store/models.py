@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from mlgrid.v1 import registry_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition
 from services.db import validation as db_validation
+from services.db.filters import Visible
 from services.db.paging import decode_page_token, encode_page_token
 from services.db.schema import registered_model_followers, registered_model_tags, registered_models
 from services.registry.store import validation
@@ -83,11 +84,14 @@ class ModelStore(RegistryBase):
             tx.event(Event.REGISTERED_MODEL_DELETED, name)
 
     async def search_registered_models(
-        self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str
+        self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str,
+        visible: Visible | None = None,
     ) -> tuple[list[pb.RegisteredModel], str]:
         limit = db_validation.max_results(max_results, default=100)
         offset = decode_page_token(page_token)
         query = model_search_select(filter_string, list(order_by), offset, limit + 1)
+        if visible is not None:
+            query = query.where(visible(registered_models.c.name))
         async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).all()
             found = await models_from_rows(conn, rows[:limit])

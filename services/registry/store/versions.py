@@ -7,6 +7,7 @@ from sqlalchemy import delete, select, update
 from mlgrid.v1 import registry_pb2 as pb
 from services.common.errors import InvalidArgument, NotFound
 from services.db import validation as db_validation
+from services.db.filters import Visible
 from services.db.paging import decode_page_token, encode_page_token
 from services.db.schema import logged_models, model_version_tags, model_versions, registered_models, runs
 from services.registry.store import validation
@@ -102,11 +103,14 @@ class VersionStore(RegistryBase):
             tx.event(Event.MODEL_VERSION_DELETED, name, number)
 
     async def search_model_versions(
-        self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str
+        self, filter_string: str, max_results: int, order_by: Sequence[str], page_token: str,
+        visible: Visible | None = None,
     ) -> tuple[list[pb.ModelVersion], str]:
         limit = db_validation.max_results(max_results, default=1000)
         offset = decode_page_token(page_token)
         query = version_search_select(filter_string, list(order_by), offset, limit + 1)
+        if visible is not None:
+            query = query.where(visible(registered_models.c.name))
         async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).all()
             found = await versions_from_rows(conn, rows[:limit])

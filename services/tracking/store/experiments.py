@@ -9,6 +9,7 @@ from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.db import validation
 from services.db.clock import now_ms
+from services.db.filters import Visible
 from services.db.paging import decode_page_token, encode_page_token
 from services.db.schema import experiment_tags, experiments, runs
 from services.tracking.store.base import ACTIVE, DELETED, StoreBase, experiment_row
@@ -88,11 +89,14 @@ class ExperimentStore(StoreBase):
             return (await _experiments_from_rows(conn, [row]))[0]
 
     async def search_experiments(
-        self, filter_string: str, view_type: int, order_by: Sequence[str], max_results: int, page_token: str
+        self, filter_string: str, view_type: int, order_by: Sequence[str], max_results: int, page_token: str,
+        visible: Visible | None = None,
     ) -> tuple[list[pb.Experiment], str]:
         limit = validation.max_results(max_results)
         offset = decode_page_token(page_token)
         query = experiment_search_select(filter_string, view_type, list(order_by), offset, limit + 1)
+        if visible is not None:
+            query = query.where(visible(experiments.c.experiment_id))
         async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
             found = await _experiments_from_rows(conn, rows[:limit])

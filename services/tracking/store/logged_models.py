@@ -19,7 +19,16 @@ from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.db import validation
 from services.db.clock import now_ms
-from services.db.filters import ATTRIBUTE_PREFIXES, COMPARE, TAG_PREFIXES, Comparison, Grammar, ordered, parse_filter
+from services.db.filters import (
+    ATTRIBUTE_PREFIXES,
+    COMPARE,
+    TAG_PREFIXES,
+    Comparison,
+    Grammar,
+    Visible,
+    ordered,
+    parse_filter,
+)
 from services.db.paging import decode_page_token, encode_page_token
 from services.db.schema import (
     logged_model_metrics,
@@ -188,11 +197,13 @@ class LoggedModels:
 
     async def search(
         self, experiment_ids: Sequence[str], filter_string: str, datasets: Sequence, max_results: int,
-        order_by: Sequence, page_token: str,
+        order_by: Sequence, page_token: str, visible: Visible | None = None,
     ) -> tuple[list[pb.LoggedModel], str]:
         limit = validation.max_results(max_results, default=DEFAULT_PAGE)
         offset = decode_page_token(page_token)
         query = self._search_select([validation.experiment_id(e) for e in experiment_ids], filter_string, datasets, order_by)
+        if visible is not None:
+            query = query.where(visible(logged_models.c.experiment_id))
         async with self._store.reader.connect() as conn:
             rows = (await conn.execute(query.offset(offset).limit(limit + 1))).all()
             found = await self._from_rows(conn, rows[:limit])

@@ -14,6 +14,7 @@ from mlgrid.v1 import tracking_pb2 as pb
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.db import run_data_fields, validation
 from services.db.clock import now_ms
+from services.db.filters import Visible
 from services.db.paging import decode_page_token, encode_page_token
 from services.db.schema import runs, tags
 from services.tracking.store import logged_models
@@ -106,6 +107,7 @@ class RunStore(StoreBase):
         order_by: Sequence[str],
         max_results: int,
         page_token: str,
+        visible: Visible | None = None,
     ) -> pb.SearchRunsResponse:
         """One page of runs, built in place in the response (a page can hold 50,000 runs: no copies)."""
         exp_ids = [validation.experiment_id(e) for e in experiment_ids] or None
@@ -113,7 +115,7 @@ class RunStore(StoreBase):
         offset = decode_page_token(page_token)
         response = pb.SearchRunsResponse()
         async with self.reader.connect() as conn:
-            rows = await fetch_run_page(conn, exp_ids, filter_string, view_type, list(order_by), offset, limit + 1)
+            rows = await fetch_run_page(conn, exp_ids, filter_string, view_type, list(order_by), offset, limit + 1, visible)
             await self._load_runs(conn, rows[:limit], response.runs)
         if len(rows) > limit:
             response.next_page_token = encode_page_token(offset + limit)
@@ -127,14 +129,15 @@ class RunStore(StoreBase):
         order_by: Sequence[str],
         page_size: int,
         page_token: str,
+        visible: Visible | None = None,
     ) -> AsyncIterator[pb.SearchRunsResponse]:
         """Every page from page_token on; the next page is read while the caller sends this one."""
         args = (experiment_ids, filter_string, view_type, order_by, page_size)
-        pending = asyncio.ensure_future(self.search_runs(*args, page_token))
+        pending = asyncio.ensure_future(self.search_runs(*args, page_token, visible))
         try:
             while pending is not None:
                 page = await pending
-                pending = asyncio.ensure_future(self.search_runs(*args, page.next_page_token)) if page.next_page_token else None
+                pending = asyncio.ensure_future(self.search_runs(*args, page.next_page_token, visible)) if page.next_page_token else None
                 yield page
         finally:
             if pending is not None:

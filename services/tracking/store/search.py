@@ -23,6 +23,7 @@ from services.db.filters import (
     Comparison,
     Grammar,
     OrderKey,
+    Visible,
     ordered,
     parse_filter,
     parse_order_by,
@@ -113,7 +114,8 @@ def _run_condition(c: Comparison):
 
 
 def run_search_phases(
-    experiment_ids: list[int] | None, filter_string: str, view_type: int, order_by: list[str]
+    experiment_ids: list[int] | None, filter_string: str, view_type: int, order_by: list[str],
+    visible: Visible | None = None,
 ) -> list[Select]:
     """The search as ordered selects whose results, concatenated, are the whole answer in order.
 
@@ -125,6 +127,8 @@ def run_search_phases(
     conditions = _view_conditions(runs.c.lifecycle_stage, view_type)
     if experiment_ids:
         conditions.append(runs.c.experiment_id.in_(experiment_ids))
+    if visible is not None:
+        conditions.append(visible(runs.c.experiment_id))
     conditions += [_run_condition(c) for c in parse_filter(filter_string, _RUNS)]
     keys = parse_order_by(order_by, _RUNS)
     if not keys or keys[0].entity != "metric":
@@ -151,10 +155,11 @@ async def fetch_run_page(
     order_by: list[str],
     offset: int,
     limit: int,
+    visible: Visible | None = None,
 ) -> list:
     """Rows offset..offset+limit of the search, walking its phases in order."""
     rows, skip = [], offset
-    for phase in run_search_phases(experiment_ids, filter_string, view_type, order_by):
+    for phase in run_search_phases(experiment_ids, filter_string, view_type, order_by, visible):
         found = (await conn.execute(phase.offset(skip).limit(limit - len(rows)))).all()
         if found:
             rows += found
