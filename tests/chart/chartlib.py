@@ -21,6 +21,11 @@ FULLNAME = f"{RELEASE}-mlgrid"
 
 SERVING_MODELS = [{"name": "fraud", "uri": "models:/fraud@champion", "workers": 2}, {"name": "iris", "uri": "models:/iris/3"}]
 
+# OIDC settings: every auth.oidc value set (keys by URL, the UI's client secret in values).
+OIDC = {"issuer": "https://dex.example.com", "audience": "mlgrid", "jwksUrl": "https://dex.example.com/keys", "jwksRefreshSeconds": 600,
+        "usernameClaim": "email", "groupsClaim": "roles", "adminGroups": ["ml-admins", "platform"], "clockSkewSeconds": 30,
+        "clientId": "mlgrid-ui", "clientSecret": "oidc-s3cret-pw"}
+
 # The value sets of the issue, by name: helm template is run once per set.
 VALUE_SETS = {
     "defaults": {},
@@ -31,6 +36,7 @@ VALUE_SETS = {
         "s3": {"endpoint": "https://s3.storage.example:9000", "bucket": "ml-artifacts", "prefix": "mlgrid/", "region": "eu-west-1",
                "existingSecret": "team-s3", "createBucket": True, "port": 9000, "presignEndpointUrl": "https://s3.example.com"},
         "networkPolicy": {"externalCIDRs": ["10.20.0.0/16"]},
+        "auth": {"existingSecret": "team-auth", "existingSecretUsernameKey": "user", "existingSecretPasswordKey": "password"},
     },
     "external-literal": {
         "postgresql": {"enabled": False},
@@ -42,13 +48,20 @@ VALUE_SETS = {
         "ingress": {"enabled": True, "tls": [{"secretName": "mlgrid-tls", "hosts": ["mlgrid.example.com", "grpc.mlgrid.example.com"]}]},
         "postgresql": {"auth": {"password": "pg-s3cret-pw"}},
         "minio": {"auth": {"rootPassword": "minio-s3cret-pw"}},
+        "auth": {"admin": {"username": "root", "password": "admin-s3cret-pw"}, "oidc": OIDC},
     },
     "monitoring": {
         "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
                        "dashboard": {"enabled": True}},
         "serving": {"enabled": True, "models": SERVING_MODELS},
     },
-    "serving-fixed": {"serving": {"enabled": True, "models": SERVING_MODELS, "autoscaling": {"enabled": False}, "replicaCount": 3}},
+    "serving-fixed": {"serving": {"enabled": True, "models": SERVING_MODELS, "autoscaling": {"enabled": False}, "replicaCount": 3},
+                      "auth": {"oidc": OIDC}},
+    "oidc-keys-from-configmap": {
+        "auth": {"defaultPermission": "NO_PERMISSIONS", "cacheSeconds": 2.5,
+                 "oidc": {**OIDC, "jwksUrl": "", "jwksConfigMap": "dex-jwks", "clientSecret": "", "existingSecret": "dex-client"}},
+        "serving": {"enabled": True, "models": SERVING_MODELS, "auth": {"existingSecret": "serving-token"}},
+    },
 }
 
 

@@ -78,7 +78,8 @@ def test_what_each_component_calls_is_allowed(bundled):
              ("artifacts", "tracking", "grpc"), ("artifacts", "minio", "s3"),
              ("tracking", "postgresql", "postgresql"), ("registry", "postgresql", "postgresql"), ("migrations", "postgresql", "postgresql")]
     if "serving" in components:
-        calls += [("gateway", "serving", "grpc"), ("serving", "gateway", "grpc"), ("serving", "minio", "s3")]
+        # serving asks tracking who its callers are (MLGRID_AUTH_IDENTITY_TARGET).
+        calls += [("gateway", "serving", "grpc"), ("serving", "gateway", "grpc"), ("serving", "minio", "s3"), ("serving", "tracking", "grpc")]
     for source, target, port_name in calls:
         port = service_ports(bundled, target)[port_name]
         assert allowed(bundled, components[source], components[target], port), f"{source} -> {target}:{port}"

@@ -13,7 +13,7 @@ from mlgrid.cli.main import cli
 pytestmark = requires_helm
 
 # The secret strings the value sets give, which must appear in Secrets only.
-SECRETS = ["db-s3cret-pw", "s3-s3cret-access-key", "pg-s3cret-pw", "minio-s3cret-pw"]
+SECRETS = ["db-s3cret-pw", "s3-s3cret-access-key", "pg-s3cret-pw", "minio-s3cret-pw", "admin-s3cret-pw", "oidc-s3cret-pw"]
 
 
 def secret_refs(pod: dict) -> set[str]:
@@ -46,7 +46,9 @@ def test_secrets_appear_only_in_secrets(objects):
 
 @pytest.mark.parametrize("value_set", ["external-literal", "ingress-tls"])
 def test_given_secrets_are_in_the_release_secret(value_set):
-    data = decoded(one(rendered(value_set), "Secret", FULLNAME))
+    """...or, the admin's password, in the auth Secret."""
+    secrets = of_kind(rendered(value_set), "Secret")
+    data = {**decoded(secrets[FULLNAME]), **decoded(secrets[f"{FULLNAME}-auth"])}
     given = [s for s in SECRETS if s in repr(VALUE_SETS[value_set])]
     assert given and all(any(s in v for v in data.values()) for s in given)
 
@@ -67,7 +69,7 @@ def test_generated_passwords_are_the_same_everywhere_in_one_render():
 
 def test_existing_secrets_are_referenced_not_copied():
     objects = rendered("external")
-    assert FULLNAME not in of_kind(objects, "Secret") and f"{FULLNAME}-hooks" not in of_kind(objects, "Secret")
+    assert not of_kind(objects, "Secret")
     refs = {}
     for workload in [*of_kind(objects, "Deployment").values(), *of_kind(objects, "Job").values()]:
         for container in pod_spec(workload)["containers"]:
@@ -79,6 +81,7 @@ def test_existing_secrets_are_referenced_not_copied():
         "MLGRID_BACKEND_STORE_URI": ("team-db", "url"),
         "MLGRID_S3_ACCESS_KEY_ID": ("team-s3", "access-key-id"), "MLGRID_S3_SECRET_ACCESS_KEY": ("team-s3", "secret-access-key"),
         "S3_ACCESS_KEY_ID": ("team-s3", "access-key-id"), "S3_SECRET_ACCESS_KEY": ("team-s3", "secret-access-key"),
+        "MLGRID_ADMIN_USERNAME": ("team-auth", "user"), "MLGRID_ADMIN_PASSWORD": ("team-auth", "password"),
     }
     artifacts = one(objects, "ConfigMap", f"{FULLNAME}-artifacts")["data"]
     assert artifacts["MLGRID_ARTIFACTS_DESTINATION"] == "s3://ml-artifacts/mlgrid"

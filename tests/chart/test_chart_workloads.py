@@ -56,14 +56,22 @@ LEFT_AT_DEFAULT = {
     "MLGRID_GATEWAY_MAX_BODY_MB": "gateway: 64, the gRPC message size the backends accept anyway",
     "MLGRID_GATEWAY_REST_TIMEOUT_SECONDS": "gateway: 60 s per REST call to a backend, nothing cluster-specific",
     "MLGRID_GATEWAY_NGINX": "gateway: auto, which is on: the image installs nginx-light",
+    "MLGRID_ADMIN_USERNAME": "artifacts, registry, serving, gateway: only tracking creates the first admin (users live in the database)",
+    "MLGRID_ADMIN_PASSWORD": "artifacts, registry, serving, gateway: only tracking creates the first admin (users live in the database)",
+    "MLGRID_AUTH_IDENTITY_TARGET": "tracking and registry: they read users, tokens and grants from the database themselves",
+    "MLGRID_AUTH_OIDC_CLIENT_SECRET": "all but the gateway: the secret of the UI's OIDC client, which only the gateway (serving the UI) uses",
 }
+
+# Variables a component is given for the mlgrid client it runs, not read by services/common/config.py: serving loads
+# models through the gateway and signs in with a token, or a username and password (serving.auth).
+CLIENT_VARIABLES = {"serving": {"MLGRID_TRACKING_TOKEN", "MLGRID_TRACKING_USERNAME", "MLGRID_TRACKING_PASSWORD"}}
 
 
 def config_classes(component: str) -> list[type]:
-    """The config classes `python -m services.<component>` reads: those its __main__ imports, and ServerConfig
-    (serve_alone reads it for every service)."""
+    """The config classes `python -m services.<component>` reads: those its __main__ imports, ServerConfig
+    (serve_alone reads it for every service) and AuthConfig (every service enforces identity and permissions)."""
     tree = ast.parse((REPO / "services" / component / "__main__.py").read_text())
-    names = {"ServerConfig"} | {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    names = {"ServerConfig", "AuthConfig"} | {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                                 and node.module == "services.common.config" for alias in node.names}
     return [getattr(config, name) for name in sorted(names)]
 
@@ -158,7 +166,7 @@ def test_env_is_what_the_service_reads(objects):
     for component, deployment in deployments(objects).items():
         (container,) = pod_spec(deployment)["containers"]
         set_here = {name for name in container_env(objects, container) if name.startswith("MLGRID_")}
-        unknown = set_here - variables_read(component)
+        unknown = set_here - variables_read(component) - CLIENT_VARIABLES.get(component, set())
         assert not unknown, f"{component} is given variables it does not read: {sorted(unknown)}"
         missing = REQUIRED[component] - set_here
         assert not missing, f"{component} lacks {sorted(missing)}"

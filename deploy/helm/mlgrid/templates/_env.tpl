@@ -4,8 +4,60 @@ The environment of each component: the variables of services/common/config.py th
 its env entries from Secrets, called with (dict "ctx" $ "secret" <the chart's Secret>).
 */}}
 
+{{/*
+Identity and permissions (AuthConfig), the same settings on every component. The services without a database
+(artifacts, serving, the gateway) check callers with tracking's IdentityService; tracking and the registry read
+users, tokens and grants from the database.
+*/}}
+{{- define "mlgrid.authEnv" -}}
+{{- $auth := .ctx.Values.auth }}
+MLGRID_AUTH: {{ $auth.enabled | quote }}
+{{- if $auth.enabled }}
+MLGRID_AUTH_DEFAULT_PERMISSION: {{ $auth.defaultPermission | quote }}
+MLGRID_AUTH_CACHE_SECONDS: {{ $auth.cacheSeconds | quote }}
+MLGRID_AUTH_SESSION_HOURS: {{ $auth.sessionHours | quote }}
+{{- if has .component (list "artifacts" "serving" "gateway") }}
+MLGRID_AUTH_IDENTITY_TARGET: {{ include "mlgrid.grpcTarget" (dict "ctx" .ctx "component" "tracking") | quote }}
+{{- end }}
+{{- if include "mlgrid.auth.oidc" .ctx }}
+{{- with $auth.oidc }}
+MLGRID_AUTH_OIDC_ISSUER: {{ .issuer | quote }}
+MLGRID_AUTH_OIDC_AUDIENCE: {{ .audience | quote }}
+{{- with include "mlgrid.auth.jwksDir" $.ctx }}
+MLGRID_AUTH_OIDC_JWKS_FILE: {{ printf "%s/%s" . $auth.oidc.jwksConfigMapKey | quote }}
+{{- else }}
+{{- with .jwksUrl }}
+MLGRID_AUTH_OIDC_JWKS_URL: {{ . | quote }}
+{{- end }}
+MLGRID_AUTH_OIDC_JWKS_REFRESH_SECONDS: {{ .jwksRefreshSeconds | quote }}
+{{- end }}
+MLGRID_AUTH_OIDC_USERNAME_CLAIM: {{ .usernameClaim | quote }}
+MLGRID_AUTH_OIDC_GROUPS_CLAIM: {{ .groupsClaim | quote }}
+MLGRID_AUTH_OIDC_ADMIN_GROUPS: {{ join "," .adminGroups | quote }}
+MLGRID_AUTH_OIDC_CLOCK_SKEW_SECONDS: {{ .clockSkewSeconds | quote }}
+{{- with .clientId }}
+MLGRID_AUTH_OIDC_CLIENT_ID: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The UI's OIDC client secret, for the gateway (which serves the UI). */}}
+{{- define "mlgrid.auth.oidcClientSecretEnv" -}}
+{{- $oidc := .ctx.Values.auth.oidc }}
+{{- if and (include "mlgrid.auth.oidc" .ctx) (or $oidc.existingSecret $oidc.clientSecret) }}
+{{- if $oidc.existingSecret }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" "MLGRID_AUTH_OIDC_CLIENT_SECRET" "secret" $oidc.existingSecret "key" $oidc.existingSecretKey) }}
+{{- else }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" "MLGRID_AUTH_OIDC_CLIENT_SECRET" "secret" .secret "key" "oidc-client-secret") }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "mlgrid.tracking.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "tracking") }}
+{{ include "mlgrid.authEnv" (dict "ctx" . "component" "tracking") }}
 MLGRID_DEFAULT_ARTIFACT_ROOT: {{ .Values.tracking.defaultArtifactRoot | quote }}
 MLGRID_DB_POOL_SIZE: {{ .Values.database.poolSize | quote }}
 MLGRID_DB_AUTO_INIT: {{ .Values.database.autoInit | quote }}
@@ -15,10 +67,15 @@ MLGRID_INGEST_DEDUP_HOURS: {{ .Values.tracking.ingestDedupHours | quote }}
 
 {{- define "mlgrid.tracking.secretEnv" -}}
 {{ include "mlgrid.databaseUrlEnv" . }}
+{{- if .ctx.Values.auth.enabled }}
+{{- /* Only tracking creates the first admin. */}}
+{{ include "mlgrid.auth.adminEnv" (dict "ctx" .ctx "usernameVar" "MLGRID_ADMIN_USERNAME" "passwordVar" "MLGRID_ADMIN_PASSWORD") }}
+{{- end }}
 {{- end }}
 
 {{- define "mlgrid.registry.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "registry") }}
+{{ include "mlgrid.authEnv" (dict "ctx" . "component" "registry") }}
 MLGRID_DB_POOL_SIZE: {{ .Values.database.poolSize | quote }}
 # Only tracking creates an empty database's schema; the registry waits for it (MLGRID_STARTUP_WAIT_SECONDS).
 MLGRID_DB_AUTO_INIT: "false"
@@ -31,6 +88,7 @@ MLGRID_REGISTRY_EVENT_POLL_MS: {{ .Values.registry.eventPollMs | quote }}
 
 {{- define "mlgrid.artifacts.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "artifacts") }}
+{{ include "mlgrid.authEnv" (dict "ctx" . "component" "artifacts") }}
 MLGRID_ARTIFACTS_DESTINATION: {{ include "mlgrid.artifactsDestination" . | quote }}
 {{- with include "mlgrid.s3.endpoint" . }}
 MLGRID_S3_ENDPOINT_URL: {{ . | quote }}
@@ -67,6 +125,7 @@ MLGRID_ARTIFACTS_RUN_CACHE_SECONDS: {{ .Values.artifacts.runCacheSeconds | quote
 
 {{- define "mlgrid.serving.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "serving") }}
+{{ include "mlgrid.authEnv" (dict "ctx" . "component" "serving") }}
 MLGRID_SERVING_MODELS: {{ include "mlgrid.serving.models" . | quote }}
 MLGRID_SERVING_HTTP_PORT: {{ .Values.serving.httpPort | quote }}
 MLGRID_SERVING_WORKERS: {{ .Values.serving.workers | quote }}
@@ -78,11 +137,23 @@ MLGRID_SERVING_LEASE_SECONDS: {{ .Values.serving.leaseSeconds | quote }}
 MLGRID_TRACKING_URI: {{ printf "grpc://%s" (include "mlgrid.grpcTarget" (dict "ctx" . "component" "gateway")) | quote }}
 {{- end }}
 
+{{/* How serving's mlgrid client signs in to load models: a token (serving.auth.existingSecret), else as the admin. */}}
 {{- define "mlgrid.serving.secretEnv" -}}
+{{- $ctx := .ctx }}
+{{- if $ctx.Values.auth.enabled }}
+{{- with $ctx.Values.serving.auth }}
+{{- if .existingSecret }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" "MLGRID_TRACKING_TOKEN" "secret" .existingSecret "key" .existingSecretTokenKey) }}
+{{- else }}
+{{ include "mlgrid.auth.adminEnv" (dict "ctx" $ctx "usernameVar" "MLGRID_TRACKING_USERNAME" "passwordVar" "MLGRID_TRACKING_PASSWORD") }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "mlgrid.gateway.env" -}}
 {{ include "mlgrid.serverEnv" (dict "ctx" . "component" "gateway") }}
+{{ include "mlgrid.authEnv" (dict "ctx" . "component" "gateway") }}
 MLGRID_GATEWAY_HTTP_PORT: {{ .Values.gateway.httpPort | quote }}
 MLGRID_GATEWAY_TRACKING_TARGET: {{ include "mlgrid.grpcTarget" (dict "ctx" . "component" "tracking") | quote }}
 MLGRID_GATEWAY_ARTIFACTS_TARGET: {{ include "mlgrid.grpcTarget" (dict "ctx" . "component" "artifacts") | quote }}
@@ -94,4 +165,5 @@ MLGRID_GATEWAY_HEALTH_INTERVAL_MS: {{ .Values.gateway.healthIntervalMs | quote }
 {{- end }}
 
 {{- define "mlgrid.gateway.secretEnv" -}}
+{{ include "mlgrid.auth.oidcClientSecretEnv" . }}
 {{- end }}

@@ -93,12 +93,13 @@ Secret "<fullname>" and, for the hook Jobs that run before it exists, in "<fulln
 Secrets named in values are referenced directly.
 */}}
 
-{{/* A password kept across upgrades: the release Secret's current value, else the given one, else a random one,
-     remembered for the rest of this render so that every template sees the same. (dict "ctx" $ "key" "..." "value" "...") */}}
+{{/* A password kept across upgrades: the given one, else the Secret's current value (the release Secret's, or the
+     named one's), else a random one, remembered for the rest of this render so that every template sees the same.
+     (dict "ctx" $ "key" "..." "value" "..." ["secret" "<name>"]) */}}
 {{- define "mlgrid.password" -}}
 {{- $memo := .ctx.Values._generated | default dict }}
 {{- if not (hasKey $memo .key) }}
-{{- $current := (lookup "v1" "Secret" .ctx.Release.Namespace (include "mlgrid.fullname" .ctx)).data | default dict }}
+{{- $current := (lookup "v1" "Secret" .ctx.Release.Namespace (.secret | default (include "mlgrid.fullname" .ctx))).data | default dict }}
 {{- $_ := set $memo .key (.value | default (get $current .key | b64dec) | default (randAlphaNum 24)) }}
 {{- $_ := set .ctx.Values "_generated" $memo }}
 {{- end }}
@@ -119,6 +120,45 @@ Secrets named in values are referenced directly.
 
 {{- define "mlgrid.minio.rootPassword" -}}
 {{- include "mlgrid.password" (dict "ctx" . "key" "s3-secret-access-key" "value" .Values.minio.auth.rootPassword) }}
+{{- end }}
+
+{{/*
+Identity: the admin's credentials are in auth.existingSecret, else in the chart's own "<fullname>-auth" (kept across
+upgrades and uninstall: the admin it made lives on in the database).
+*/}}
+{{- define "mlgrid.auth.secretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "mlgrid.fullname" .)) }}
+{{- end }}
+
+{{- define "mlgrid.auth.adminPassword" -}}
+{{- include "mlgrid.password" (dict "ctx" . "key" "admin-password" "value" .Values.auth.admin.password "secret" (include "mlgrid.auth.secretName" .)) }}
+{{- end }}
+
+{{/* "true" when OIDC is on (auth.enabled with an issuer). */}}
+{{- define "mlgrid.auth.oidc" -}}
+{{- if and .Values.auth.enabled .Values.auth.oidc.issuer }}true{{ end }}
+{{- end }}
+
+{{/* Where the pods find the JWKS of auth.oidc.jwksConfigMap (empty: no such ConfigMap). */}}
+{{- define "mlgrid.auth.jwksDir" -}}
+{{- if and (include "mlgrid.auth.oidc" .) .Values.auth.oidc.jwksConfigMap }}/etc/mlgrid/oidc{{ end }}
+{{- end }}
+
+{{/* env entries: a variable from a Secret's key. (dict "name" VAR "secret" <Secret> "key" <key>) */}}
+{{- define "mlgrid.secretKeyEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ .key }}
+{{- end }}
+
+{{/* env entries for the admin's credentials, as the given variables. (dict "ctx" $ "usernameVar" NAME "passwordVar" NAME) */}}
+{{- define "mlgrid.auth.adminEnv" -}}
+{{- $auth := .ctx.Values.auth }}
+{{- $secret := include "mlgrid.auth.secretName" .ctx }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" .usernameVar "secret" $secret "key" (ternary $auth.existingSecretUsernameKey "admin-username" (not (empty $auth.existingSecret)))) }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" .passwordVar "secret" $secret "key" (ternary $auth.existingSecretPasswordKey "admin-password" (not (empty $auth.existingSecret)))) }}
 {{- end }}
 
 {{/* The tracking database's URL, when the chart makes it (bundled PostgreSQL, or externalDatabase.url). */}}
@@ -145,6 +185,9 @@ s3-secret-access-key: {{ include "mlgrid.minio.rootPassword" . | b64enc | quote 
 {{- else if and (not .Values.s3.existingSecret) .Values.s3.accessKeyId }}
 s3-access-key-id: {{ .Values.s3.accessKeyId | b64enc | quote }}
 s3-secret-access-key: {{ required "s3.secretAccessKey is required with s3.accessKeyId" .Values.s3.secretAccessKey | b64enc | quote }}
+{{- end }}
+{{- if and (include "mlgrid.auth.oidc" .) (not .Values.auth.oidc.existingSecret) .Values.auth.oidc.clientSecret }}
+oidc-client-secret: {{ .Values.auth.oidc.clientSecret | b64enc | quote }}
 {{- end }}
 {{- end }}
 

@@ -110,3 +110,13 @@ spec:
 {{- include "mlgrid.np.external" (dict "ctx" . "port" .Values.s3.port) }}
 {{- end }}
 {{- end }}
+
+{{/* Egress to the OIDC issuer (external, on auth.oidc.port), for its discovery document and keys (every component,
+     unless they come from auth.oidc.jwksConfigMap) and the UI's sign-in (the gateway, with a client id).
+     (dict "ctx" $ "component" "tracking") */}}
+{{- define "mlgrid.np.toIssuer" -}}
+{{- $oidc := .ctx.Values.auth.oidc }}
+{{- if and (include "mlgrid.auth.oidc" .ctx) (or (not (include "mlgrid.auth.jwksDir" .ctx)) (and (eq .component "gateway") $oidc.clientId)) }}
+{{- include "mlgrid.np.external" (dict "ctx" .ctx "port" $oidc.port) }}
+{{- end }}
+{{- end }}

@@ -56,6 +56,7 @@ spec:
         # Roll the pods when their configuration changes.
         checksum/config: {{ include (print $ctx.Template.BasePath "/" .component "/configmap.yaml") $ctx | sha256sum }}
         checksum/secret: {{ include (print $ctx.Template.BasePath "/secret.yaml") $ctx | sha256sum }}
+        checksum/auth-secret: {{ include (print $ctx.Template.BasePath "/auth-secret.yaml") $ctx | sha256sum }}
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -108,8 +109,19 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with include "mlgrid.auth.jwksDir" $ctx }}
+            - name: oidc-jwks
+              mountPath: {{ . }}
+              readOnly: true
+            {{- end }}
       volumes:
         {{- include "mlgrid.tmpVolume" $c.tmpSizeLimit | nindent 8 }}
+        {{- if include "mlgrid.auth.jwksDir" $ctx }}
+        # The OIDC issuer's keys (auth.oidc.jwksConfigMap): MLGRID_AUTH_OIDC_JWKS_FILE.
+        - name: oidc-jwks
+          configMap:
+            name: {{ $ctx.Values.auth.oidc.jwksConfigMap }}
+        {{- end }}
       {{- if $c.affinity }}
       affinity:
         {{- toYaml $c.affinity | nindent 8 }}
