@@ -28,6 +28,15 @@ MODEL = {"name": "fraud", "uri": "models:/fraud@champion"}
     ({"networkPolicy": {"externalCIDRs": ["everywhere"]}}, "at '/networkPolicy/externalCIDRs/0'"),
     ({"monitoring": {"serviceMonitor": {"interval": "often"}}}, "at '/monitoring/serviceMonitor/interval'"),
     ({"tracking": {"resources": {"requests": {"cpu": "lots"}}}}, "at '/tracking/resources/requests/cpu'"),
+    ({"auth": {"defaultPermission": "WRITE"}},
+     "at '/auth/defaultPermission': value must be one of 'READ', 'USE', 'EDIT', 'MANAGE', 'NO_PERMISSIONS'"),
+    ({"auth": {"enabled": "on"}}, "at '/auth/enabled': got string, want boolean"),
+    ({"auth": {"admin": {"username": ""}}}, "at '/auth/admin/username'"),
+    ({"auth": {"cacheSeconds": -1}}, "at '/auth/cacheSeconds': minimum: got -1, want 0"),
+    ({"auth": {"oidc": {"issuer": "dex.example.com"}}}, "at '/auth/oidc/issuer'"),
+    ({"auth": {"oidc": {"issuer": "https://dex.example.com"}}}, "at '/auth/oidc/audience': minLength: got 0, want 1"),
+    ({"auth": {"oidc": {"adminGroups": "admins"}}}, "at '/auth/oidc/adminGroups': got string, want array"),
+    ({"serving": {"auth": {"token": "abc"}}}, "at '/serving/auth': additional properties 'token' not allowed"),
 ])
 def test_wrong_values_fail_with_a_clear_message(values, message):
     result = template(values)
