@@ -7,11 +7,12 @@ import os
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import yaml
 
-import services.common.config as config
+from services.common import config
 from chartlib import (
     CHART, component_of, container_env, FULLNAME, HELM, NAMESPACE, OIDC, of_kind, one, pod_spec, RELEASE, rendered, requires_helm,
     template, with_values,
@@ -21,6 +22,7 @@ pytestmark = requires_helm
 
 AUTH_SECRET = f"{FULLNAME}-auth"
 TRACKING_TARGET = f"{FULLNAME}-tracking:50051"
+SERVED = {"name": "m", "uri": "models:/m/1"}
 
 
 def envs(objects) -> dict[str, dict[str, dict]]:
@@ -90,7 +92,7 @@ def test_an_existing_admin_secret_is_referenced_not_made():
     objects = rendered("external")
     assert AUTH_SECRET not in of_kind(objects, "Secret")
     assert secret_refs(envs(objects)["tracking"])["MLGRID_ADMIN_PASSWORD"] == ("team-auth", "password")
-    result = template({"auth": {"existingSecret": "team-auth"}, "serving": {"enabled": True, "models": [{"name": "m", "uri": "models:/m/1"}]}})
+    result = template({"auth": {"existingSecret": "team-auth"}, "serving": {"enabled": True, "models": [SERVED]}})
     assert result.returncode == 0, result.stderr
     objects = [o for o in yaml.safe_load_all(result.stdout) if o]
     assert AUTH_SECRET not in of_kind(objects, "Secret")
@@ -157,14 +159,15 @@ def test_the_pods_that_fetch_from_the_issuer_may_reach_it():
 
 
 def test_auth_off_says_so_everywhere():
-    off = {"auth": {"enabled": False, "oidc": OIDC}, "serving": {"enabled": True, "models": [{"name": "m", "uri": "models:/m/1"}]}}
+    off = {"auth": {"enabled": False, "oidc": OIDC}, "serving": {"enabled": True, "models": [SERVED]}}
     result = template(off)
     assert result.returncode == 0, result.stderr
     objects = [o for o in yaml.safe_load_all(result.stdout) if o]
     assert AUTH_SECRET not in of_kind(objects, "Secret")
     for component, env in envs(objects).items():
         assert values(env)["MLGRID_AUTH"] == "false" and auth_settings(env).enabled is False, component
-        assert not [n for n in env if n.startswith(("MLGRID_AUTH_", "MLGRID_ADMIN_", "MLGRID_TRACKING_TOKEN", "MLGRID_TRACKING_USER"))], component
+        given = [n for n in env if n.startswith(("MLGRID_AUTH_", "MLGRID_ADMIN_", "MLGRID_TRACKING_TOKEN", "MLGRID_TRACKING_USER"))]
+        assert not given, component
     notes = with_values("install", off, RELEASE, "--dry-run=client")
     assert notes.returncode == 0, notes.stderr
     assert "WARNING: identity and permissions are OFF (auth.enabled=false)" in notes.stdout
@@ -180,7 +183,8 @@ def test_notes_say_how_to_sign_in():
     for line in ("MLFLOW_TRACKING_USERNAME=$ADMIN_USER MLFLOW_TRACKING_PASSWORD=$ADMIN_PASSWORD",
                  "mlgrid tokens create --name ci --expires 30d", "export MLGRID_TRACKING_TOKEN="):
         assert line in notes.stdout
-    existing = with_values("install", {"auth": {"existingSecret": "team-auth", "existingSecretPasswordKey": "pass.word"}}, RELEASE, "--dry-run=client")
+    existing = with_values("install", {"auth": {"existingSecret": "team-auth", "existingSecretPasswordKey": "pass.word"}},
+                           RELEASE, "--dry-run=client")
     assert 'get secret team-auth -o jsonpath="{.data.pass\\.word}"' in existing.stdout
 
 
@@ -188,10 +192,11 @@ class FakeKubernetes(BaseHTTPRequestHandler):
     """The part of a Kubernetes API `helm template --dry-run=server` uses: discovery, and reading objects (the
     Secrets in `secrets`, as a previous release left them; nothing else exists)."""
 
-    kinds = {"v1": ["Secret", "ConfigMap", "Service", "ServiceAccount"], "apps/v1": ["Deployment", "StatefulSet"], "batch/v1": ["Job"],
-             "policy/v1": ["PodDisruptionBudget"], "autoscaling/v2": ["HorizontalPodAutoscaler"],
-             "networking.k8s.io/v1": ["NetworkPolicy", "Ingress"]}
-    secrets: dict[str, dict[str, str]] = {}
+    kinds: ClassVar[dict[str, list[str]]] = {
+        "v1": ["Secret", "ConfigMap", "Service", "ServiceAccount"], "apps/v1": ["Deployment", "StatefulSet"], "batch/v1": ["Job"],
+        "policy/v1": ["PodDisruptionBudget"], "autoscaling/v2": ["HorizontalPodAutoscaler"],
+        "networking.k8s.io/v1": ["NetworkPolicy", "Ingress"]}
+    secrets: ClassVar[dict[str, dict[str, str]]] = {}
 
     def do_GET(self):
         path = self.path.split("?")[0]
@@ -253,7 +258,7 @@ def upgrade_render(kubeconfig: str, *args: str) -> list[dict]:
     """The chart as `helm upgrade` renders it against that cluster (lookup answers; nothing is written)."""
     result = subprocess.run([HELM, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=server",
                              "--disable-openapi-validation", *args],
-                            capture_output=True, text=True, timeout=60, env={**os.environ, "KUBECONFIG": kubeconfig})
+                            check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "KUBECONFIG": kubeconfig})
     assert result.returncode == 0, result.stderr
     return [o for o in yaml.safe_load_all(result.stdout) if o]
 
