@@ -193,17 +193,12 @@ oidc-client-secret: {{ .Values.auth.oidc.clientSecret | b64enc | quote }}
 
 {{/* env entries for the database URL. (dict "ctx" $ "secret" <the chart's Secret to use>) */}}
 {{- define "mlgrid.databaseUrlEnv" -}}
-{{- $ctx := .ctx }}
-- name: MLGRID_BACKEND_STORE_URI
-  valueFrom:
-    secretKeyRef:
-      {{- if and (not $ctx.Values.postgresql.enabled) $ctx.Values.externalDatabase.existingSecret }}
-      name: {{ $ctx.Values.externalDatabase.existingSecret }}
-      key: {{ $ctx.Values.externalDatabase.existingSecretKey }}
-      {{- else }}
-      name: {{ .secret }}
-      key: database-url
-      {{- end }}
+{{- $db := .ctx.Values.externalDatabase }}
+{{- if and (not .ctx.Values.postgresql.enabled) $db.existingSecret }}
+{{- include "mlgrid.secretKeyEnv" (dict "name" "MLGRID_BACKEND_STORE_URI" "secret" $db.existingSecret "key" $db.existingSecretKey) }}
+{{- else }}
+{{- include "mlgrid.secretKeyEnv" (dict "name" "MLGRID_BACKEND_STORE_URI" "secret" .secret "key" "database-url") }}
+{{- end }}
 {{- end }}
 
 {{/* env entries for the S3 keys (none when external S3 has neither keys nor a Secret: e.g. a workload identity).
@@ -219,16 +214,8 @@ oidc-client-secret: {{ .Values.auth.oidc.clientSecret | b64enc | quote }}
 {{- $secretKey = $ctx.Values.s3.existingSecretSecretAccessKeyKey }}
 {{- end }}
 {{- if or $ctx.Values.minio.enabled $ctx.Values.s3.existingSecret $ctx.Values.s3.accessKeyId }}
-- name: {{ .accessKeyVar }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ $name }}
-      key: {{ $idKey }}
-- name: {{ .secretKeyVar }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ $name }}
-      key: {{ $secretKey }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" .accessKeyVar "secret" $name "key" $idKey) }}
+{{ include "mlgrid.secretKeyEnv" (dict "name" .secretKeyVar "secret" $name "key" $secretKey) }}
 {{- end }}
 {{- end }}
 
