@@ -1,5 +1,5 @@
-"""The schema of every table in mlgrid's one database (SQLAlchemy Core): tracking's and the
-registry's. The Alembic history in services/db/migrations creates it.
+"""The schema of every table in mlgrid's one database (SQLAlchemy Core): tracking's, the
+registry's and identity's. The Alembic history in services/db/migrations creates it.
 
 Metric history is stored in chunks: one row per (run, key, write) holding the
 points of that write as packed little-endian arrays (see metric_codec.py), so
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -347,4 +348,66 @@ registry_events = Table(
     Column("name", String(MAX_MODEL_NAME_LENGTH), nullable=False),
     Column("version", Integer, nullable=True),
     Column("details", Text, nullable=False),  # JSON object of strings
+)
+
+
+# Identity (services/identity), after MLflow 3.17's auth database: users; roles, each a named set of grants
+# on resource patterns (an id, or "*") in a workspace, assigned to users. A user's direct grants live in
+# their synthetic role `__user_<id>__`. Access tokens and UI sessions are stored by the SHA-256 of their secret.
+users = Table(
+    "users",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=True),  # argon2id; NULL for users who sign in by OIDC only
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("created_ms", Int64, nullable=False),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("workspace", String(63), nullable=False, server_default="default"),
+    Column("description", String(1024), nullable=True),
+    UniqueConstraint("workspace", "name"),
+)
+
+role_permissions = Table(
+    "role_permissions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("role_id", AutoId, ForeignKey("roles.id", ondelete="CASCADE"), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_pattern", String(255), nullable=False),
+    Column("permission", String(32), nullable=False),
+    UniqueConstraint("role_id", "resource_type", "resource_pattern"),
+    # Which roles grant something on a resource (search filtering, cleanup on delete and rename).
+    Index("ix_role_permissions_resource", "resource_type", "resource_pattern"),
+)
+
+user_role_assignments = Table(
+    "user_role_assignments",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("user_id", AutoId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("role_id", AutoId, ForeignKey("roles.id", ondelete="CASCADE"), nullable=False),
+    UniqueConstraint("user_id", "role_id"),
+    Index("ix_user_role_assignments_role_id", "role_id"),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("user_id", AutoId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # token | session
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret
+    Column("created_ms", Int64, nullable=False),
+    Column("expires_ms", Int64, nullable=True),  # NULL: never
+    Column("last_used_ms", Int64, nullable=True),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+    Index("ix_access_tokens_user_kind", "user_id", "kind"),
 )

@@ -46,3 +46,53 @@ class Identity:
     user_id: int | None
     is_admin: bool = False
     via: str = "password"  # how it was verified: password, token, oidc, session
+
+
+# What the store answers with (MLflow's auth entities, less the password hash).
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    is_admin: bool
+    has_password: bool  # False for a user who signs in only by OIDC
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class RolePermission:
+    """One grant of a role: `permission` (a Permission name) on resources of `resource_type` matching
+    `resource_pattern` (an id, or "*")."""
+
+    id: int
+    role_id: int
+    resource_type: str
+    resource_pattern: str
+    permission: str
+
+
+@dataclass(frozen=True)
+class Role:
+    id: int
+    name: str
+    workspace: str
+    description: str | None
+    permissions: tuple[RolePermission, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    id: int
+    user_id: int
+    role_id: int
+
+
+@dataclass(frozen=True)
+class UserPermission:
+    """A grant a user holds through one of their roles (their own `__user_<id>__` role for direct grants)."""
+
+    role_id: int
+    role_name: str
+    workspace: str
+    resource_type: str
+    resource_pattern: str
+    permission: str

@@ -6,13 +6,15 @@ import uuid
 import asyncpg
 import pytest
 from conftest import in_thread, store_config
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mlgrid.v1 import tracking_pb2 as pb
-from services.db.engine import async_url
-from services.db.migrations import upgrade
+from services.db.engine import async_url, create_engine
+from services.db.migrations import alembic_config, head_revision, upgrade
+from services.db.schema import access_tokens, role_permissions, roles, user_role_assignments, users
 from services.tracking.service import open_store
 
 RUNS = 101  # 10,100 params: more than one backfill batch of 10,000
@@ -86,3 +88,41 @@ async def test_upgrade_from_0001_keeps_every_param_tag_and_metric(empty_database
         assert dict((await store.get_run(run_ids[-1])).data.tags) == {"new": "tag"}
     finally:
         await store.close()
+
+
+async def test_head_is_0006_and_its_identity_tables_take_rows_and_go_back_down(empty_database):
+    assert head_revision() == "0006"
+    in_thread(upgrade, empty_database, "0005")
+    in_thread(upgrade, empty_database)
+    engine = create_engine(empty_database)  # SQLite: with foreign keys on
+    try:
+        async with engine.begin() as conn:
+            user = (await conn.execute(users.insert().values(username="ada", created_ms=1))).inserted_primary_key[0]
+            role = (await conn.execute(roles.insert().values(name="r"))).inserted_primary_key[0]
+            await conn.execute(role_permissions.insert().values(
+                role_id=role, resource_type="experiment", resource_pattern="*", permission="READ"))
+            await conn.execute(user_role_assignments.insert().values(user_id=user, role_id=role))
+            await conn.execute(access_tokens.insert().values(
+                user_id=user, name="ci", kind="token", token_hash="0" * 64, created_ms=1))
+            row = (await conn.execute(select(users.c.is_admin, users.c.password_hash))).one()
+            assert (row.is_admin, row.password_hash) == (False, None)
+            assert (await conn.execute(select(roles.c.workspace))).scalar() == "default"
+            assert (await conn.execute(select(access_tokens.c.revoked))).scalar() is False
+            # Deleting a user takes its assignments and tokens with it.
+            await conn.execute(users.delete())
+            assert (await conn.execute(select(func.count()).select_from(user_role_assignments))).scalar() == 0
+            assert (await conn.execute(select(func.count()).select_from(access_tokens))).scalar() == 0
+    finally:
+        await engine.dispose()
+    in_thread(downgrade, empty_database, "0005")
+    engine = create_engine(empty_database)  # SQLite: with foreign keys on
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert not {"users", "roles", "role_permissions", "user_role_assignments", "access_tokens"} & set(names)
+    finally:
+        await engine.dispose()
+
+
+def downgrade(uri: str, revision: str) -> None:
+    command.downgrade(alembic_config(uri), revision)
