@@ -57,6 +57,10 @@ LEFT_AT_DEFAULT = {
     "MLGRID_GATEWAY_REST_TIMEOUT_SECONDS": "gateway: 60 s per REST call to a backend, nothing cluster-specific",
     "MLGRID_GATEWAY_NGINX": "gateway: auto, which is on: the image installs nginx-light",
 }
+# Issue 15: tracking serves IdentityService and reads the auth settings; the chart's auth values (their own
+# piece of work) are to set them. Until then tracking runs with auth off and no admin, as before.
+LEFT_AT_DEFAULT |= {name: "tracking: the auth settings, until the chart's auth values set them (issue 15)"
+                    for name in config.AuthConfig.variables() if name not in LEFT_AT_DEFAULT}
 
 
 def config_classes(component: str) -> list[type]:
