@@ -8,13 +8,20 @@ from pathlib import Path
 
 from services.artifacts.resolver import StoreRunResolver
 from services.artifacts.service import artifact_service
-from services.common.config import ArtifactsConfig, GatewayConfig, RegistryConfig, ServerConfig, StoreConfig
+from services.common.config import (
+    ArtifactsConfig,
+    AuthConfig,
+    GatewayConfig,
+    RegistryConfig,
+    ServerConfig,
+    StoreConfig,
+)
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop, run_until_stopped
 from services.gateway.rest import RestGateway
 from services.gateway.service import backends
 from services.registry.service import registry_service, shared_store
-from services.tracking.service import open_store, tracking_service
+from services.tracking.service import open_store, tracking_services
 
 
 def run(
@@ -42,7 +49,8 @@ def run(
             # The artifact service asks the tracking store of this process about runs.
             resolver = StoreRunResolver(store, artifacts_config.run_cache_seconds)
             services = [
-                await tracking_service(config, store),
+                # Tracking, and identity (users, tokens, permissions) on the same database.
+                *await tracking_services(config, AuthConfig.from_env(), store),
                 await artifact_service(artifacts_config, resolver),
                 # The registry's tables are in the tracking database: it shares the tracking store's engine.
                 registry_service(shared_store(store.engine, RegistryConfig.from_env())),

@@ -157,14 +157,18 @@ def run_event_loop(main: Coroutine) -> None:
     uvloop.run(main)
 
 
-def serve_alone(name: str, build: Callable[[], Awaitable[Service]], default_grpc_port: int = 50051) -> None:
-    """`python -m services.<name>`: one service, built and configured from the environment, served until SIGTERM."""
+def serve_alone(
+    name: str, build: Callable[[], Awaitable[Service | list[Service]]], default_grpc_port: int = 50051
+) -> None:
+    """`python -m services.<name>`: one service (or the few it serves together), built and configured from the
+    environment, served until SIGTERM."""
     configure_logging()
 
     async def main() -> None:
         server = ServerConfig.from_env(grpc_port=default_grpc_port)
-        service = await build_when_ready(build, server.startup_wait_seconds)
-        await run_until_stopped([service], server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
+        built = await build_when_ready(build, server.startup_wait_seconds)
+        services = built if isinstance(built, list) else [built]
+        await run_until_stopped(services, server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
 
     try:
         run_event_loop(main())
@@ -175,7 +179,9 @@ def serve_alone(name: str, build: Callable[[], Awaitable[Service]], default_grpc
 STARTUP_RETRY_SECONDS = 2.0
 
 
-async def build_when_ready(build: Callable[[], Awaitable[Service]], wait_seconds: float) -> Service:
+async def build_when_ready(
+    build: Callable[[], Awaitable[Service | list[Service]]], wait_seconds: float
+) -> Service | list[Service]:
     """build(), tried again while a dependency is not ready (FAILED_PRECONDITION: in a cluster the database
     and the bucket may come up, and the migrations Job run, after the service's pod starts), for up to
     `wait_seconds`; then its last error."""

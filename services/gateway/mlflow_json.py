@@ -43,7 +43,23 @@ INPUT_ALIASES = {"run_uuid": "run_id"}
 OUTPUT_ALIASES = {"mlgrid.v1.RunInfo.run_id": "run_uuid"}
 # Fields MLflow's server always writes (set in its proto2 messages) that proto3 leaves out when zero: a
 # metric's value 0.0 at step 0 is {"value": 0.0, "step": 0}, not {} (clients read them by key).
-ALWAYS_WRITTEN = {"mlgrid.v1.Metric": ("key", "value", "timestamp", "step")}
+ALWAYS_WRITTEN = {
+    "mlgrid.v1.Metric": ("key", "value", "timestamp", "step"),
+    # MLflow's auth entities: AuthServiceClient reads every field, and every list, by key.
+    "mlgrid.v1.User": ("id", "username", "is_admin", "roles"),
+    "mlgrid.v1.Role": ("id", "name", "workspace", "permissions"),
+    "mlgrid.v1.RolePermission": ("id", "role_id", "resource_type", "resource_pattern", "permission"),
+    "mlgrid.v1.RoleAssignment": ("id", "user_id", "role_id"),
+    "mlgrid.v1.UserPermission": ("role_id", "role_name", "workspace", "resource_type", "resource_pattern", "permission"),
+    "mlgrid.v1.GetCurrentUserResponse": ("is_basic_auth",),
+    "mlgrid.v1.GetUserPermissionResponse": ("allowed", "permission"),
+    "mlgrid.v1.ListUserPermissionsResponse": ("is_admin", "permissions"),
+    "mlgrid.v1.ListUsersResponse": ("users",),
+    "mlgrid.v1.ListRolesResponse": ("roles",),
+    "mlgrid.v1.ListRolePermissionsResponse": ("role_permissions",),
+    "mlgrid.v1.ListRoleUsersResponse": ("assignments",),
+    "mlgrid.v1.ListAccessTokensResponse": ("tokens",),
+}
 
 INTEGER_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),

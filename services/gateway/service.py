@@ -8,7 +8,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 # The descriptors of every routed service, for server reflection and for each method's kind of streaming.
 from mlgrid.inference.v2 import grpc_predict_v2_pb2  # noqa: F401
-from mlgrid.v1 import artifacts_pb2, registry_pb2, tracking_pb2  # noqa: F401
+from mlgrid.v1 import artifacts_pb2, identity_pb2, registry_pb2, tracking_pb2  # noqa: F401
 from services.common.config import GatewayConfig
 from services.common.server import Service
 from services.gateway.router import Backend, Router
@@ -18,6 +18,8 @@ log = logging.getLogger("mlgrid.gateway")
 # (full service name, label, GatewayConfig field, the variable that sets it)
 ROUTES = [
     ("mlgrid.v1.TrackingService", "tracking", "tracking_target", "MLGRID_GATEWAY_TRACKING_TARGET"),
+    # Users, tokens and permissions are served by tracking, next to the database they are in.
+    ("mlgrid.v1.IdentityService", "identity", "tracking_target", "MLGRID_GATEWAY_TRACKING_TARGET"),
     ("mlgrid.v1.ArtifactService", "artifacts", "artifacts_target", "MLGRID_GATEWAY_ARTIFACTS_TARGET"),
     ("mlgrid.v1.ModelRegistryService", "registry", "registry_target", "MLGRID_GATEWAY_REGISTRY_TARGET"),
     ("inference.GRPCInferenceService", "serving", "serving_target", "MLGRID_GATEWAY_SERVING_TARGET"),

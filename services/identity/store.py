@@ -255,6 +255,13 @@ class IdentityStore(RoleStore):
         rows = await conn.execute(self._grants_query(user_id, {*resource_types, WORKSPACE}))
         return [rules.Grant(*row) for row in rows]
 
+    async def is_workspace_admin(self, identity: Identity) -> bool:
+        """Whether one of the identity's roles holds ("workspace", "*", MANAGE) in the default workspace."""
+        if identity.user_id is None:
+            return False
+        async with self.engine.connect() as conn:
+            return rules.is_workspace_admin(await self._grants(conn, identity.user_id))
+
     async def permission(self, identity: Identity, resource_type: str, resource_id: str) -> Permission:
         """The identity's effective permission on one resource (see the module docstring). A run is named by
         its run id, a logged model by its model id, a registered model version by its model's name;

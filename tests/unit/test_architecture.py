@@ -1,6 +1,7 @@
 """The layout's load-bearing rules, read from the source with an AST walk of every import (module level
 and inside functions): no service package imports another, services/common is plumbing only, the data
-layer stands on nothing above it, the client never imports the servers, and no import cycles. Also:
+layer and identity (a layer under the services, over the data layer, that every service may use) stand on
+nothing above them, the client never imports the servers, and no import cycles. Also:
 no module over MAX_LINES lines unless its docstring says the one job it does."""
 import ast
 from pathlib import Path
@@ -108,7 +109,9 @@ def test_only_the_database_users_stand_on_the_data_layer():
     assert not crossing, f"only {sorted(DATABASE_USERS)} use the database: {crossing}"
 
 
-@pytest.mark.parametrize("layer, allowed", [("common", {"common"}), ("db", {"db", "common"})])
+@pytest.mark.parametrize("layer, allowed", [
+    ("common", {"common"}), ("db", {"db", "common"}), ("identity", {"identity", "db", "common"}),
+])
 def test_lower_layers_import_nothing_above_them(layer, allowed):
     upward = sorted(
         f"{module} -> {target}"
