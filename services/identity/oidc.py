@@ -76,21 +76,17 @@ def _when(seconds) -> str:
 
 
 def _fetch_json(url: str) -> dict:
-    """GET a JSON object (blocking: run it in a thread)."""
+    """GET a JSON object, {} for any other JSON (blocking: run it in a thread)."""
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
-        document = json.loads(response.read(MAX_DOCUMENT_BYTES + 1)[:MAX_DOCUMENT_BYTES])
-    if not isinstance(document, dict):
-        raise ValueError(f"{url} is not a JSON object")
-    return document
+        document = json.loads(response.read(MAX_DOCUMENT_BYTES))
+    return document if isinstance(document, dict) else {}
 
 
 def _read_json(path: str) -> dict:
     with open(path, encoding="utf-8") as file:
         document = json.load(file)
-    if not isinstance(document, dict):
-        raise ValueError(f"{path} is not a JSON object")
-    return document
+    return document if isinstance(document, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,8 @@ def _signing_keys(jwks: dict, source: str) -> dict[str | None, _Key]:
     """The signature keys of a JWKS by `kid` (None for a key without one); keys PyJWT cannot use (an
     unknown `kty`, an encryption key) are left out."""
     keys: dict[str | None, _Key] = {}
-    for data in jwks.get("keys") or ():
+    entries = jwks.get("keys")
+    for data in entries if isinstance(entries, list) else ():
         if not isinstance(data, dict) or data.get("use", "sig") != "sig" or data.get("kty") == "oct":
             continue
         try:
