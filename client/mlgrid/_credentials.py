@@ -7,12 +7,11 @@ of the stock mlflow client (MLFLOW_TRACKING_*), so one environment serves both c
 
 On a `grpcs://` tracking URI (TLS, checked against the system's roots or MLGRID_TRACKING_SERVER_CERT_PATH)
 they are gRPC call credentials composed with the channel's. gRPC refuses call credentials on a plain
-channel, so there a client interceptor adds the same metadata to each call.
+channel, so there the channel itself adds the same metadata to each call (_AuthorizedChannel).
 """
 from __future__ import annotations
 
 import base64
-import collections
 import os
 
 import grpc
@@ -77,37 +76,64 @@ class Credentials:
         return cls.basic(username, password)
 
 
-class _CallDetails(
-    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
-    grpc.ClientCallDetails,
-):
-    pass
+class _AuthorizedCall:
+    """A method of a plain channel that adds the credentials' metadata to each call."""
+
+    __slots__ = ("_call", "_metadata")
+
+    def __init__(self, call, metadata: tuple):
+        self._call = call
+        self._metadata = metadata
+
+    def _with(self, metadata) -> tuple:
+        return self._metadata if metadata is None else (*metadata, *self._metadata)
+
+    def __call__(self, request, timeout=None, metadata=None, *args, **kwargs):
+        return self._call(request, timeout, self._with(metadata), *args, **kwargs)
+
+    def with_call(self, request, timeout=None, metadata=None, *args, **kwargs):
+        return self._call.with_call(request, timeout, self._with(metadata), *args, **kwargs)
+
+    def future(self, request, timeout=None, metadata=None, *args, **kwargs):
+        return self._call.future(request, timeout, self._with(metadata), *args, **kwargs)
 
 
-class _AuthorizationInterceptor(
-    grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor,
-):
-    """Adds the credentials' metadata to every call of a plain channel."""
+class _AuthorizedChannel(grpc.Channel):
+    """A plain channel whose every call, of the four kinds, carries the credentials' metadata: a client
+    interceptor in effect, without grpc.intercept_channel's machinery, which measured 15-20 µs more client
+    CPU per unary call (5-10% of a LogMetric's); this one costs what the metadata does."""
 
-    def __init__(self, credentials: Credentials):
+    def __init__(self, channel: grpc.Channel, credentials: Credentials):
+        self._channel = channel
         self._metadata = credentials.metadata
 
-    def _with_metadata(self, details: grpc.ClientCallDetails) -> _CallDetails:
-        return _CallDetails(details.method, details.timeout, (*(details.metadata or ()), *self._metadata),
-                            details.credentials, details.wait_for_ready, details.compression)
+    def unary_unary(self, method, *args, **kwargs):
+        return _AuthorizedCall(self._channel.unary_unary(method, *args, **kwargs), self._metadata)
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        return continuation(self._with_metadata(client_call_details), request)
+    def unary_stream(self, method, *args, **kwargs):
+        return _AuthorizedCall(self._channel.unary_stream(method, *args, **kwargs), self._metadata)
 
-    def intercept_unary_stream(self, continuation, client_call_details, request):
-        return continuation(self._with_metadata(client_call_details), request)
+    def stream_unary(self, method, *args, **kwargs):
+        return _AuthorizedCall(self._channel.stream_unary(method, *args, **kwargs), self._metadata)
 
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return continuation(self._with_metadata(client_call_details), request_iterator)
+    def stream_stream(self, method, *args, **kwargs):
+        return _AuthorizedCall(self._channel.stream_stream(method, *args, **kwargs), self._metadata)
 
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return continuation(self._with_metadata(client_call_details), request_iterator)
+    def subscribe(self, callback, try_to_connect=False):
+        self._channel.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback):
+        self._channel.unsubscribe(callback)
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
 
 
 class _AuthorizationPlugin(grpc.AuthMetadataPlugin):
@@ -141,4 +167,4 @@ def open_channel(target: str, tls: bool, credentials: Credentials | None, option
             )
         return grpc.secure_channel(target, channel_credentials, options=options)
     channel = grpc.insecure_channel(target, options=options)
-    return channel if credentials is None else grpc.intercept_channel(channel, _AuthorizationInterceptor(credentials))
+    return channel if credentials is None else _AuthorizedChannel(channel, credentials)
