@@ -15,6 +15,7 @@ from typing import TypeVar
 import grpc
 
 from mlgrid._artifact_transfer import ArtifactClient, ArtifactRoot
+from mlgrid._credentials import Credentials, open_channel
 from mlgrid.entities import (
     DatasetInput, Experiment, FileInfo, LoggedModel, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag,
     ViewType,
@@ -27,6 +28,7 @@ from mlgrid.v1 import registry_pb2_grpc, tracking_pb2_grpc
 TRACKING_URI_ENV = "MLGRID_TRACKING_URI"
 DEFAULT_TRACKING_URI = "grpc://127.0.0.1:50051"
 DEFAULT_PORT = 50051
+TLS_PORT = 443
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -50,16 +52,21 @@ MAX_RUNS_PER_BULK_HISTORY = 100
 T = TypeVar("T")
 
 
+def uses_tls(tracking_uri: str) -> bool:
+    return tracking_uri.startswith("grpcs://")
+
+
 def grpc_target(tracking_uri: str) -> str:
-    """`grpc://host:port` or `host:port` (IPv6: `[addr]:port`) -> `host:port`; the port defaults to 50051."""
-    address = tracking_uri.removeprefix("grpc://").rstrip("/")
+    """`grpc://host:port`, `grpcs://host:port` (TLS) or `host:port` (IPv6: `[addr]:port`) -> `host:port`; the
+    port defaults to 50051 (443 for grpcs)."""
+    address = tracking_uri.removeprefix("grpcs://" if uses_tls(tracking_uri) else "grpc://").rstrip("/")
     host, colon, port = address.rpartition(":")
     if not address or "/" in address or (colon and not (host and port.isdigit())):
         raise MlgridException(
-            f"unsupported tracking URI {tracking_uri!r}: expected grpc://host:port or host:port",
+            f"unsupported tracking URI {tracking_uri!r}: expected grpc://host:port, grpcs://host:port or host:port",
             grpc.StatusCode.INVALID_ARGUMENT,
         )
-    return address if colon else f"{address}:{DEFAULT_PORT}"
+    return address if colon else f"{address}:{TLS_PORT if uses_tls(tracking_uri) else DEFAULT_PORT}"
 
 
 def current_user() -> str:
@@ -104,17 +111,28 @@ class _ReplayableStream:
 class MlgridClient(RegistryMethods):
     """A client of the tracking service and model registry (RegistryMethods) at `tracking_uri` (default: $MLGRID_TRACKING_URI, else grpc://127.0.0.1:50051).
 
+    Every call carries the credentials given as `token` (an access token or OIDC JWT), or `username` and
+    `password`; by default those of $MLGRID_TRACKING_TOKEN, else $MLGRID_TRACKING_USERNAME and
+    $MLGRID_TRACKING_PASSWORD, else the MLFLOW_TRACKING_* ones (mlgrid._credentials).
+
     Every method raises MlgridException when the call fails. Idempotent calls
     are retried with backoff while the server is UNAVAILABLE.
     """
 
-    def __init__(self, tracking_uri: str | None = None):
+    def __init__(self, tracking_uri: str | None = None, *, token: str | None = None, username: str | None = None,
+                 password: str | None = None):
         self.tracking_uri = tracking_uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
-        self._channel = grpc.insecure_channel(grpc_target(self.tracking_uri), options=CHANNEL_OPTIONS)
+        self._credentials = Credentials.resolve(token, username, password)
+        self._channel = open_channel(
+            grpc_target(self.tracking_uri), uses_tls(self.tracking_uri), self._credentials, CHANNEL_OPTIONS,
+        )
         self._stub = tracking_pb2_grpc.TrackingServiceStub(self._channel)
         # Artifact transfers, on the same channel: the server (or gateway) serves both services.
         self.artifacts = ArtifactClient(self._channel, self._call)
         self._registry = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
+
+    def __repr__(self) -> str:
+        return f"MlgridClient({self.tracking_uri!r}, credentials={self._credentials!r})"
 
     def close(self) -> None:
         self._channel.close()

@@ -1,6 +1,11 @@
 """The one exception the client raises for a failed call, like mlflow's MlflowException."""
 import grpc
 
+SIGN_IN_HINT = (
+    "set MLGRID_TRACKING_TOKEN to an access token (`mlgrid tokens create`) or an OIDC token, or "
+    "MLGRID_TRACKING_USERNAME and MLGRID_TRACKING_PASSWORD (or pass token=, or username= and password=, to MlgridClient)"
+)
+
 
 class MlgridException(Exception):
     """A call failed: `code` is the gRPC status, `message` the server's explanation."""
@@ -21,4 +26,7 @@ class MlgridException(Exception):
         # Errors raised by a call also have the grpc.Call methods code() and details().
         if not hasattr(error, "code"):
             return cls(str(error), grpc.StatusCode.UNKNOWN)
-        return cls(error.details() or error.code().name, error.code())
+        message = error.details() or error.code().name
+        if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+            message = f"{message}; {SIGN_IN_HINT}"
+        return cls(message, error.code())

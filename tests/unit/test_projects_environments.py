@@ -47,6 +47,16 @@ def test_docker_argv_mounts_the_project_and_passes_environment_volumes_and_flags
     assert environment.tags == {"mlflow.docker.image.uri": "python:3.11-slim"}
 
 
+def test_docker_passes_the_tracking_credentials_by_name_only(monkeypatch):
+    project = load_project(os.path.join(EXAMPLES, "docker"))
+    monkeypatch.setenv("MLGRID_TRACKING_TOKEN", "s3cret-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-password")
+    argv, env = DockerEnvironment(project.docker_env, project.directory, {}).argv("true", RUN_ENV)
+    assert argv[argv.index("MLGRID_TRACKING_TOKEN") - 1] == "-e"
+    assert "MLFLOW_TRACKING_PASSWORD" in argv and "MLFLOW_TRACKING_USERNAME" not in argv
+    assert not any("s3cret" in arg for arg in argv) and env["MLGRID_TRACKING_TOKEN"] == "s3cret-token"
+
+
 def test_docker_without_an_engine_fails_clearly(bin_dir):
     fake_executable(bin_dir, "docker", "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' >&2; exit 1\n")
     project = load_project(os.path.join(EXAMPLES, "docker"))

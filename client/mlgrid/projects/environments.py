@@ -19,6 +19,7 @@ import uuid
 
 import grpc
 
+from mlgrid._credentials import CREDENTIAL_ENV
 from mlgrid.projects import spec
 from mlgrid.projects.spec import ExecutionException
 
@@ -186,7 +187,8 @@ class DockerEnvironment:
         argv = ["docker", "run", "--rm", "-v", f"{self.project_dir}:{CONTAINER_PROJECT_DIR}", "-w", CONTAINER_PROJECT_DIR]
         for volume in self.docker_env.volumes:
             argv += ["-v", volume]
-        for name, value in [*docker_environment(self.docker_env).items(), *run_env.items()]:
+        credentials = {name: None for name in CREDENTIAL_ENV if name in os.environ}  # never on the command line
+        for name, value in [*docker_environment(self.docker_env).items(), *credentials.items(), *run_env.items()]:
             argv += ["-e", name if value is None else f"{name}={value}"]  # a bare NAME: docker copies it from here
         for name, value in self.docker_args.items():
             flag = f"-{name}" if len(name) == 1 else f"--{name}"
