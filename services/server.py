@@ -3,25 +3,24 @@
 separate pods in the cluster — with gRPC on --grpc-port and MLflow's REST API
 (and /metrics) on --port. The REST side calls the services through a loopback
 channel to the process's own gRPC port: the same code path as the gateway's."""
+import ipaddress
 import sys
 from pathlib import Path
 
+from services.artifacts.access import RULES as ARTIFACT_RULES
 from services.artifacts.resolver import StoreRunResolver
 from services.artifacts.service import artifact_service
-from services.common.config import (
-    ArtifactsConfig,
-    AuthConfig,
-    GatewayConfig,
-    RegistryConfig,
-    ServerConfig,
-    StoreConfig,
-)
+from services.artifacts.servicer import SERVICE_NAME as ARTIFACTS
+from services.common.config import ArtifactsConfig, AuthConfig, GatewayConfig, RegistryConfig, ServerConfig, StoreConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop, run_until_stopped
 from services.gateway.rest import RestGateway
 from services.gateway.service import backends
+from services.identity.visibility import OPEN, Visibility
+from services.registry.access import RULES as REGISTRY_RULES
 from services.registry.service import registry_service, shared_store
-from services.tracking.service import open_store, tracking_services
+from services.registry.servicer import SERVICE_NAME as REGISTRY
+from services.tracking.service import open_store, tracking_and_identity
 
 
 def run(
@@ -31,8 +30,14 @@ def run(
     backend_store_uri: str,
     default_artifact_root: str | None,
     artifacts_destination: str,
+    auth: bool = False,
+    insecure_no_auth: bool = False,
 ) -> None:
     configure_logging()
+    auth_config = AuthConfig.from_env()
+    if auth:
+        auth_config = auth_config.model_copy(update={"enabled": True})
+    refuse_open_without_auth(host, auth_config.enabled, insecure_no_auth)
     # A local folder, or s3://bucket/prefix with the MLGRID_S3_* settings from the environment.
     artifacts_config = ArtifactsConfig.from_env().model_copy(update={"destination": artifacts_destination})
     if not artifacts_config.is_s3:
@@ -48,12 +53,19 @@ def run(
         try:
             # The artifact service asks the tracking store of this process about runs.
             resolver = StoreRunResolver(store, artifacts_config.run_cache_seconds)
+            # Tracking, and identity (users, tokens, permissions) on the same database; with auth on, one gate
+            # in front of every service of this server.
+            tracked, authority = await tracking_and_identity(
+                config, auth_config, store, {ARTIFACTS: ARTIFACT_RULES, REGISTRY: REGISTRY_RULES}
+            )
+            gate = tracked[0].gate
+            # The registry's tables are in the tracking database: it shares the tracking store's engine.
+            registry_store = shared_store(store.engine, RegistryConfig.from_env())
+            visibility = Visibility(authority.store, authority) if authority is not None else OPEN
             services = [
-                # Tracking, and identity (users, tokens, permissions) on the same database.
-                *await tracking_services(config, AuthConfig.from_env(), store),
-                await artifact_service(artifacts_config, resolver),
-                # The registry's tables are in the tracking database: it shares the tracking store's engine.
-                registry_service(shared_store(store.engine, RegistryConfig.from_env())),
+                *tracked,
+                await artifact_service(artifacts_config, resolver, gate),
+                registry_service(registry_store, visibility, gate),
             ]
         except BaseException:
             await store.close()
@@ -87,3 +99,23 @@ def local_address(host: str) -> str:
     if host in ("", "0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def refuse_open_without_auth(host: str, auth: bool, insecure_no_auth: bool) -> None:
+    """Serving beyond this machine without auth would let anyone who reaches it change and delete everything."""
+    if auth or insecure_no_auth or is_loopback(host):
+        return
+    raise SystemExit(
+        f"mlgrid server: refusing to listen on {host or 'every address'} without auth. Turn auth on with --auth "
+        "(or MLGRID_AUTH=on) and set MLGRID_ADMIN_USERNAME and MLGRID_ADMIN_PASSWORD for the first admin; or, "
+        "knowing that anyone who reaches this address may then read, change and delete everything, pass --insecure-no-auth."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost, or "" (every address)

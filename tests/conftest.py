@@ -181,6 +181,36 @@ def server(tmp_path_factory):
     proc.wait(timeout=30)
 
 
+ADMIN, ADMIN_PASSWORD = "admin", "an admin password of some length"
+AUTH_CACHE_SECONDS = 1.0
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory):
+    """A real `mlgrid server --auth` (SQLite + local folder): the first admin ADMIN/ADMIN_PASSWORD, the default
+    permission NO_PERMISSIONS, caches of AUTH_CACHE_SECONDS; yields its HTTP and gRPC URIs."""
+    workdir = tmp_path_factory.mktemp("auth-server")
+    grpc_port, http_port = free_port(), free_port()
+    env = {**_clean_env(), "MLGRID_ADMIN_USERNAME": ADMIN, "MLGRID_ADMIN_PASSWORD": ADMIN_PASSWORD,
+           "MLGRID_AUTH_DEFAULT_PERMISSION": "NO_PERMISSIONS", "MLGRID_AUTH_CACHE_SECONDS": str(AUTH_CACHE_SECONDS)}
+    log = open(workdir / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlgrid.cli.main", "server", "--auth", "--host", "127.0.0.1",
+         "--grpc-port", str(grpc_port), "--port", str(http_port),
+         "--backend-store-uri", f"sqlite:///{workdir}/mlgrid.db", "--artifacts-destination", str(workdir / "mlartifacts")],
+        cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    wait_for_port(http_port, proc, workdir / "server.log")
+    url = f"http://127.0.0.1:{http_port}"
+    yield {"url": url, "grpc": f"grpc://127.0.0.1:{grpc_port}", "proc": proc}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLGRID_", "MLFLOW_TRACKING_"))}
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, log_path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

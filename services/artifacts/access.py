@@ -2,6 +2,9 @@
 download, EDIT to upload and delete); a proxied URI outside any run (`mlgrid-artifacts:/<path>`)
 follows the experiment its first folder names, as the default artifact root lays them out
 (`<experiment id>/<run id>/artifacts/...`); anywhere else only admins go."""
+from google.protobuf.message import DecodeError
+
+from mlgrid import _wire
 from mlgrid.v1 import artifacts_pb2
 from services.artifacts.paths import join, normalize, proxied_key, run_in_key
 from services.common.errors import MlgridError
@@ -14,6 +17,13 @@ READ, EDIT = Permission.READ, Permission.EDIT
 def target_resources(request):
     """The run (or experiment) the request's target is under; an upload's chunks name none (its header,
     the first message, does)."""
+    if isinstance(request, bytes):  # Upload's messages arrive serialized (servicer.add_to_server)
+        if _wire.chunk_of(request) is not None:
+            return
+        try:
+            request = artifacts_pb2.UploadRequest.FromString(request)
+        except DecodeError:
+            return  # the servicer refuses it
     if isinstance(request, artifacts_pb2.UploadRequest):
         if request.WhichOneof("part") != "header":
             return

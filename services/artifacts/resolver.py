@@ -10,6 +10,7 @@ import grpc
 from mlgrid.v1 import tracking_pb2, tracking_pb2_grpc
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.server import CHANNEL_OPTIONS
+from services.identity import caller
 
 MAX_CACHED_RUNS = 10_000
 TRACKING_TIMEOUT_S = 10
@@ -75,7 +76,9 @@ class GrpcRunResolver(RunResolver):
 
     async def _fetch(self, run_id: str) -> RunRef:
         try:
-            response = await self._stub.GetRun(tracking_pb2.GetRunRequest(run_id=run_id), timeout=TRACKING_TIMEOUT_S)
+            response = await self._stub.GetRun(
+                tracking_pb2.GetRunRequest(run_id=run_id), timeout=TRACKING_TIMEOUT_S, metadata=caller.forwarded()
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(error.details()) from None

@@ -9,6 +9,7 @@ from services.artifacts.resolver import RunResolver
 from services.artifacts.servicer import SERVICE_NAME, ArtifactServicer, add_to_server
 from services.common.config import ArtifactsConfig
 from services.common.server import Service
+from services.identity.gate import Gate
 
 
 def _bound_large_allocations() -> None:
@@ -21,7 +22,7 @@ def _bound_large_allocations() -> None:
         mallopt(-8, 2)  # M_ARENA_MAX
 
 
-async def artifact_service(config: ArtifactsConfig, resolver: RunResolver) -> Service:
+async def artifact_service(config: ArtifactsConfig, resolver: RunResolver, gate: Gate | None = None) -> Service:
     _bound_large_allocations()
     backend = await asyncio.to_thread(make_backend, config)
     handler = ArtifactHandler(backend, resolver, config.direct_threshold_mb * 1024 * 1024)
@@ -30,4 +31,5 @@ async def artifact_service(config: ArtifactsConfig, resolver: RunResolver) -> Se
         SERVICE_NAME,
         lambda server: add_to_server(servicer, server),
         handler.close,
+        gate=gate,
     )

@@ -130,3 +130,16 @@ class RuleBook:
 
     def get(self, method: str) -> Rule | None:
         return self.rules.get(method)
+
+
+# The identity service decides who may call what itself, per method and caller (servicer.py: MLflow's rules
+# for users, grants, roles and tokens); the gate makes sure the caller is signed in.
+_SELF_CHECKED = "the identity service checks the caller itself (services/identity/servicer.py)"
+IDENTITY_RULES: dict[str, Rule] = {name: signed_in(_SELF_CHECKED) for name in (
+    "CreateUser", "GetUser", "ListUsers", "GetCurrentUser", "UpdateUserPassword", "UpdateUserAdmin", "DeleteUser",
+    "GrantUserPermission", "RevokeUserPermission", "GetUserPermission", "ListUserPermissions",
+    "ListCurrentUserPermissions", "CreateRole", "GetRole", "ListRoles", "UpdateRole", "DeleteRole",
+    "AddRolePermission", "RemoveRolePermission", "ListRolePermissions", "UpdateRolePermission", "AssignRole",
+    "UnassignRole", "ListUserRoles", "ListRoleUsers", "CreateAccessToken", "ListAccessTokens",
+    "RevokeAccessToken", "CheckAccess",
+)}

@@ -8,39 +8,16 @@ costs a look-up, not a hash each time.
 import base64
 import binascii
 import time
-from collections.abc import Awaitable, Callable
 
+from services.common.config import AuthConfig
 from services.common.errors import Unauthenticated
+from services.identity import tokens
+from services.identity.cache import Resolver, TtlCache
 from services.identity.model import Identity, Permission
 from services.identity.oidc import OidcVerifier, is_jwt
 from services.identity.store import IdentityStore
-from services.identity.tokens import TOKEN_PREFIX
 
 REFUSED_SECONDS = 2.0
-MAX_ENTRIES = 100_000  # per cache: beyond, it starts afresh
-
-# A resource named otherwise than by its id (an experiment by name): its (type, id), None when absent.
-Resolver = Callable[[str], Awaitable[tuple[str, str] | None]]
-
-
-class TtlCache:
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._entries: dict = {}
-
-    def get(self, key):
-        entry = self._entries.get(key)
-        if entry is None or entry[1] <= time.monotonic():
-            return None
-        return entry
-
-    def put(self, key, value, seconds: float | None = None) -> None:
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key] = (value, time.monotonic() + (self.seconds if seconds is None else seconds))
-
-    def clear(self) -> None:
-        self._entries.clear()
 
 
 class LocalAuthority:
@@ -74,7 +51,7 @@ class LocalAuthority:
             return await self.store.verify_password(username, password), None
         if scheme != "bearer":
             raise Unauthenticated(f"unsupported authorization scheme {scheme!r}: use Basic or Bearer")
-        if value.startswith(TOKEN_PREFIX):
+        if value.startswith(tokens.PREFIX):
             return await self.store.verify_token(value), None
         if self.oidc is not None and is_jwt(value):
             claims = await self.oidc.verify(value)  # Unauthenticated, saying why, when it does not verify
@@ -131,3 +108,9 @@ def _basic(value: str) -> tuple[str, str]:
     if not separator or not username:
         raise Unauthenticated("malformed Basic credentials: expected base64 of username:password")
     return username, password
+
+
+def local_authority(store: IdentityStore, config: AuthConfig, resolvers: dict[str, Resolver] | None = None) -> LocalAuthority:
+    """The authority of a service on the database, from the settings (OIDC when an issuer is set)."""
+    oidc = OidcVerifier(config) if config.oidc_issuer else None
+    return LocalAuthority(store, oidc, config.cache_seconds, resolvers)

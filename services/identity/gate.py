@@ -67,6 +67,7 @@ class Guard:
             raise Unauthenticated(f"{self.method} needs a signed-in caller: {SIGN_IN}")
         identity = await self.authority.identify(credentials)
         caller.CALLER.set(identity)
+        caller.CREDENTIALS.set(credentials)
         if rule.admin_only and not identity.is_admin:
             raise PermissionDenied(f"only admins may call {self.method}")
         call = (credentials, identity)

@@ -1,12 +1,14 @@
 """Assembly of the identity service: its store on the tracking database's engine (the first admin created
 from the settings), and the servicer. Served in the tracking service's process."""
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mlgrid.v1 import identity_pb2_grpc
 from services.common.config import AuthConfig
 from services.common.server import Service
+from services.identity.gate import Gate
 from services.identity.model import Permission
 from services.identity.servicer import IdentityServicer
 from services.identity.store import IdentityStore
@@ -29,7 +31,10 @@ async def open_identity_store(engine: AsyncEngine, config: AuthConfig) -> Identi
     return store
 
 
-def identity_service(store: IdentityStore, auth_enabled: bool) -> Service:
-    """The service on `store`; the engine is closed by its owner (the tracking store)."""
-    servicer = IdentityServicer(store, auth_enabled)
-    return Service(SERVICE_NAME, lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server))
+def identity_service(store: IdentityStore, auth_enabled: bool, gate: Gate | None = None,
+                     changed: Callable[[], None] | None = None) -> Service:
+    """The service on `store`; the engine is closed by its owner (the tracking store). `changed`: called after
+    each change of users, grants or tokens."""
+    servicer = IdentityServicer(store, auth_enabled, changed)
+    return Service(SERVICE_NAME, lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
+                   gate=gate)

@@ -13,6 +13,8 @@ of who may call what, checked here per method (the interceptors authenticate; th
 With authentication off (MLGRID_AUTH unset: nobody sets services.identity.caller.CALLER) the caller is an
 anonymous admin, as every other API is open then; with it on, a call without a caller is refused.
 """
+from collections.abc import Callable
+
 from google.protobuf import empty_pb2
 
 from mlgrid.v1 import identity_pb2 as pb
@@ -51,10 +53,23 @@ def denied(what: str) -> PermissionDenied:
     return PermissionDenied(f"Permission denied: {what}")
 
 
+# The methods after which what a process has cached of users, grants and tokens may be stale.
+CHANGING = (
+    "CreateUser", "UpdateUserPassword", "UpdateUserAdmin", "DeleteUser", "GrantUserPermission", "RevokeUserPermission",
+    "CreateRole", "UpdateRole", "DeleteRole", "AddRolePermission", "RemoveRolePermission", "UpdateRolePermission",
+    "AssignRole", "UnassignRole", "RevokeAccessToken",
+)
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, store: IdentityStore, auth_enabled: bool):
+    def __init__(self, store: IdentityStore, auth_enabled: bool, changed: Callable[[], None] | None = None):
+        """`changed`: called after each change (CHANGING), e.g. to drop this process's caches at once rather
+        than when they expire."""
         self.store = store
         self.auth_enabled = auth_enabled
+        if changed is not None:
+            for name in CHANGING:
+                setattr(self, name, _then(getattr(self, name), changed))
 
     # ------------------------------------------------------------ who calls
 
@@ -319,7 +334,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def CheckAccess(self, request, context):
         who = self._caller()
+        if not request.resource_type:  # only: who is this?
+            return pb.CheckAccessResponse(allowed=True, visible=True, username=who.username, is_admin=who.is_admin)
         needed = rules.parse_permission(request.permission)
         permission = await self.store.permission(who, request.resource_type, request.resource_id)
         return pb.CheckAccessResponse(allowed=permission.allows(needed), visible=permission.allows(Permission.READ),
                                       username=who.username, is_admin=who.is_admin)
+
+
+def _then(method, changed: Callable[[], None]):
+    async def call(request, context):
+        response = await method(request, context)
+        changed()
+        return response
+
+    return call

@@ -2,7 +2,7 @@
 MLGRID_GRPC_PORT, default 8081; REST on MLGRID_SERVING_HTTP_PORT, default 8080)."""
 import sys
 
-from services.common.config import ServerConfig, ServingConfig
+from services.common.config import AuthConfig, ServerConfig, ServingConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, run_event_loop
 from services.serving.service import DEFAULT_GRPC_PORT, parse_models, serve
@@ -12,7 +12,9 @@ def main() -> None:
     configure_logging()
     config = ServingConfig.from_env()
     try:
-        run_event_loop(serve(parse_models(config.models, config), config, ServerConfig.from_env(grpc_port=DEFAULT_GRPC_PORT)))
+        run_event_loop(serve(
+            parse_models(config.models, config), config, ServerConfig.from_env(grpc_port=DEFAULT_GRPC_PORT), AuthConfig.from_env()
+        ))
     except MlgridError as error:
         sys.exit(f"mlgrid serving: {error.message}")
 

@@ -8,11 +8,13 @@ import pandas as pd
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.errors import InvalidArgument, MlgridError, NotFound
+from mlgrid.inference.v2 import grpc_predict_v2_pb2 as pb
+from services.common.errors import InvalidArgument, MlgridError, NotFound, Unauthenticated
 from services.common.status import rest_error
+from services.serving.access import HTTP_RPCS
 from services.serving.codecs import mlflow_scoring, oip
 from services.serving.dataplane import SERVER_NAME, DataPlane, output_tensors, server_version
-from services.serving.grpc_servicer import model_metadata
+from services.serving.grpc_servicer import SERVICE_NAME, model_metadata
 from services.serving.payload import UNNAMED, Prediction
 
 JSON = "application/json"
@@ -23,6 +25,34 @@ def _json(body: dict, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type=JSON)
 
 
+def auth_middleware(gate, default_model: str | None):
+    """The gate of the gRPC side on the routes that are its RPCs (access.HTTP_RPCS): the same rules, the
+    caller's Authorization header as its credentials."""
+    guards = {rpc: gate.guard(f"/{SERVICE_NAME}/{rpc}") for rpc in set(HTTP_RPCS.values())}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        rpc = HTTP_RPCS.get(getattr(request.match_info.handler, "__name__", ""))
+        if rpc is not None:
+            name = request.match_info.get("name", default_model or "")
+            message = pb.ModelInferRequest(model_name=name) if rpc == "ModelInfer" else pb.ModelMetadataRequest(name=name)
+            await guards[rpc].first(message, HttpCall(request))
+        return await handler(request)
+
+    return middleware
+
+
+class HttpCall:
+    """An HTTP request as the gate reads a gRPC call: its credentials as the `authorization` metadata."""
+
+    def __init__(self, request: web.Request):
+        self.request = request
+
+    def invocation_metadata(self):
+        value = self.request.headers.get("Authorization")
+        return (("authorization", value),) if value else ()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler):
     """A domain error raised by any route as its answer, HTTP status and MLflow error code from the
@@ -31,6 +61,11 @@ async def error_middleware(request: web.Request, handler):
     A body over MLGRID_SERVING_MAX_BODY_MB is aiohttp's own 413 (client_max_size), raised by request.read()."""
     try:
         return await handler(request)
+    except Unauthenticated as error:
+        response = _json({"error": error.message}, 401) if request.path != INVOCATIONS else web.Response(
+            body=mlflow_scoring.error_body("UNAUTHENTICATED", error.message), status=401, content_type=JSON)
+        response.headers["WWW-Authenticate"] = 'Basic realm="mlgrid", charset="UTF-8"'
+        return response
     except MlgridError as error:
         if request.path != INVOCATIONS:
             return _json({"error": error.message}, rest_error(error.code).http_status)
@@ -53,10 +88,11 @@ def _predictions(prediction: Prediction):
 
 
 class RestApi:
-    def __init__(self, plane: DataPlane, default_model: str | None, max_body_bytes: int):
+    def __init__(self, plane: DataPlane, default_model: str | None, max_body_bytes: int, gate=None):
         self.plane = plane
         self.default_model = default_model  # what /invocations serves
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
+        middlewares = [error_middleware] + ([auth_middleware(gate, default_model)] if gate is not None else [])
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
         version = "/v2/models/{name}/versions/{version}"
         self.app.add_routes([
             web.get("/v2/health/live", self.live),

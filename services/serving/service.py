@@ -6,10 +6,14 @@ import json
 import logging
 import signal
 
-from services.common.config import ServerConfig, ServingConfig
+from mlgrid.client import grpc_target
+from services.common.config import AuthConfig, ServerConfig, ServingConfig
 from services.common.errors import InvalidArgument
 from services.common.http import start_http
 from services.common.server import Service, start_grpc
+from services.identity.gate import gate_for
+from services.identity.remote import RemoteAuthority
+from services.serving.access import RULES, SERVED_MODEL, served_resource
 from services.serving.dataplane import DataPlane
 from services.serving.grpc_servicer import SERVICE_NAME, InferenceServicer, add_to_server
 from services.serving.repository import ModelRepository, ModelSpec, registered_model_name
@@ -48,12 +52,17 @@ def default_name(uri: str) -> str:
 class ServingServer:
     """Both servers of one serving process over one repository of models."""
 
-    def __init__(self, specs: list[ModelSpec], config: ServingConfig):
+    def __init__(self, specs: list[ModelSpec], config: ServingConfig, auth: AuthConfig | None = None):
         self.config = config
         self.repository = ModelRepository(specs, config.tracking_uri, config.follower or None, config.lease_seconds)
         self.plane = DataPlane(self.repository)
+        self.authority = self.gate = None
+        if auth is not None and auth.enabled:
+            target = auth.identity_target or grpc_target(config.tracking_uri)
+            self.authority = RemoteAuthority(target, auth.cache_seconds, {SERVED_MODEL: self._served})
+            self.gate = gate_for({SERVICE_NAME: RULES}, self.authority)
         only = specs[0].name if len(specs) == 1 else None
-        self.rest = RestApi(self.plane, only, config.max_body_mb * 1024 * 1024)
+        self.rest = RestApi(self.plane, only, config.max_body_mb * 1024 * 1024, self.gate)
         self._grpc = None
         self._http = None
         self._health = None
@@ -61,7 +70,7 @@ class ServingServer:
     async def start(self, host: str, grpc_port: int) -> int:
         """Load every model, then listen; returns the bound gRPC port."""
         await self.repository.start()
-        service = Service(SERVICE_NAME, lambda server: add_to_server(InferenceServicer(self.plane), server))
+        service = Service(SERVICE_NAME, lambda server: add_to_server(InferenceServicer(self.plane), server), gate=self.gate)
         self._grpc, self._health, bound = await start_grpc([service], host, grpc_port)
         self._http = await start_http(self.rest.app, host, self.config.http_port)
         log.info("serving %s: OIP gRPC on %s:%d, REST and /invocations on %s:%d",
@@ -74,11 +83,17 @@ class ServingServer:
         await self._grpc.stop(grace_seconds)
         await self._http.cleanup()
         await self.repository.stop()
+        if self.authority is not None:
+            await self.authority.close()
+
+    async def _served(self, name: str) -> tuple[str, str] | None:
+        served = self.repository.models.get(name)
+        return served_resource(served.spec.uri) if served is not None else None
 
 
-async def serve(specs: list[ModelSpec], config: ServingConfig, server: ServerConfig) -> None:
+async def serve(specs: list[ModelSpec], config: ServingConfig, server: ServerConfig, auth: AuthConfig | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then finish in-flight requests and unload the models."""
-    serving = ServingServer(specs, config)
+    serving = ServingServer(specs, config, auth)
     await serving.start(server.host, server.grpc_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

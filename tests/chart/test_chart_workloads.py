@@ -61,11 +61,6 @@ LEFT_AT_DEFAULT = {
     "MLGRID_AUTH_IDENTITY_TARGET": "tracking and registry: they read users, tokens and grants from the database themselves",
     "MLGRID_AUTH_OIDC_CLIENT_SECRET": "all but the gateway: the secret of the UI's OIDC client, which only the gateway (serving the UI) uses",
 }
-# Issue 15: tracking serves IdentityService and reads the auth settings; the chart's auth values (their own
-# piece of work) are to set them. Until then tracking runs with auth off and no admin, as before.
-LEFT_AT_DEFAULT |= {name: "tracking: the auth settings, until the chart's auth values set them (issue 15)"
-                    for name in config.AuthConfig.variables() if name not in LEFT_AT_DEFAULT}
-
 # Variables a component is given for the mlgrid client it runs, not read by services/common/config.py: serving loads
 # models through the gateway and signs in with a token, or a username and password (serving.auth).
 CLIENT_VARIABLES = {"serving": {"MLGRID_TRACKING_TOKEN", "MLGRID_TRACKING_USERNAME", "MLGRID_TRACKING_PASSWORD"}}

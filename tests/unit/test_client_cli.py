@@ -104,7 +104,26 @@ def test_server_runs_services_server_with_the_options(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "services.server", types.SimpleNamespace(run=lambda **kw: calls.append(kw)))
     assert cli("server", "--grpc-port", "6000", "--backend-store-uri", "sqlite:///x.db").exit_code == 0
     assert calls == [dict(host="127.0.0.1", grpc_port=6000, http_port=5000, backend_store_uri="sqlite:///x.db",
-                          default_artifact_root=None, artifacts_destination="./mlartifacts")]
+                          default_artifact_root=None, artifacts_destination="./mlartifacts",
+                          auth=False, insecure_no_auth=False)]
+    assert cli("server", "--auth").exit_code == 0 and calls[-1]["auth"] is True
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "10.1.2.3", "::", "mlgrid.example"])
+def test_server_refuses_an_open_address_without_auth(host):
+    from services.server import refuse_open_without_auth
+
+    with pytest.raises(SystemExit, match="--auth.*MLGRID_ADMIN_USERNAME.*--insecure-no-auth"):
+        refuse_open_without_auth(host, auth=False, insecure_no_auth=False)
+    refuse_open_without_auth(host, auth=True, insecure_no_auth=False)
+    refuse_open_without_auth(host, auth=False, insecure_no_auth=True)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])
+def test_server_serves_loopback_without_auth(host):
+    from services.server import refuse_open_without_auth
+
+    refuse_open_without_auth(host, auth=False, insecure_no_auth=False)
 
 
 @pytest.mark.parametrize("args, module", [(("server",), "services.server"),

@@ -65,12 +65,18 @@ def cli() -> None:
 @click.option("--artifacts-destination", envvar="MLGRID_ARTIFACTS_DESTINATION", default="./mlartifacts", show_default=True,
               help="Where artifacts are stored: a local folder, or s3://bucket/prefix (with the MLGRID_S3_* "
                    "settings) [env: MLGRID_ARTIFACTS_DESTINATION].")
-def server(host, grpc_port, port, backend_store_uri, default_artifact_root, artifacts_destination) -> None:
+@click.option("--auth", is_flag=True, default=False,
+              help="Require credentials and check permissions on every call (also MLGRID_AUTH=on); the first admin "
+                   "comes from MLGRID_ADMIN_USERNAME and MLGRID_ADMIN_PASSWORD.")
+@click.option("--insecure-no-auth", is_flag=True, default=False,
+              help="Serve a non-loopback --host without auth: anyone who reaches it may read, change and delete everything.")
+def server(host, grpc_port, port, backend_store_uri, default_artifact_root, artifacts_destination, auth, insecure_no_auth) -> None:
     """Run every mlgrid service in one process."""
     server_module = _import_server_module("services.server")
     server_module.run(
         host=host, grpc_port=grpc_port, http_port=port, backend_store_uri=backend_store_uri,
         default_artifact_root=default_artifact_root, artifacts_destination=artifacts_destination,
+        auth=auth, insecure_no_auth=insecure_no_auth,
     )
 
 
@@ -334,7 +340,9 @@ def serve_model(model_uris, name, host, port, grpc_port, workers, max_batch_size
         specs = [dataclasses.replace(specs[0], name=name)]
     server.configure_logging()
     try:
-        server.run_event_loop(service.serve(specs, config, config_module.ServerConfig(host=host, grpc_port=grpc_port)))
+        server.run_event_loop(service.serve(
+            specs, config, config_module.ServerConfig(host=host, grpc_port=grpc_port), config_module.AuthConfig.from_env()
+        ))
     except _import_server_module("services.common.errors").MlgridError as error:
         raise click.ClickException(f"{error.code.name}: {error.message}") from None
 
