@@ -93,14 +93,15 @@ def start_tracking(db_url: str, **extra_env: str):
 
 
 @contextlib.contextmanager
-def start_server(db_url: str, artifacts: str):
-    """`mlgrid server` on free ports; yields (grpc:// URI, http:// URL of its REST API and UI)."""
+def start_server(db_url: str, artifacts: str, auth_env: dict | None = None):
+    """`mlgrid server` on free ports (with `auth_env`: --auth, and those variables); yields (grpc:// URI, http:// URL
+    of its REST API and UI)."""
     grpc_port, http_port = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "mlgrid.cli.main", "server", "--host", "127.0.0.1", "--grpc-port", str(grpc_port),
         "--port", str(http_port), "--backend-store-uri", db_url, "--artifacts-destination", artifacts,
-    ]
-    with running(cmd, http_port):
+    ] + (["--auth"] if auth_env else [])
+    with running(cmd, http_port, dict(os.environ, **auth_env) if auth_env else None):
         yield f"grpc://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
 
 

@@ -40,13 +40,15 @@ def target_resources(request):
         return  # the handler refuses it, naming what is wrong
     if key is None:
         return
-    found = run_in_key(join(key, path))
+    full = join(key, path)
+    found = run_in_key(full)
+    first = full.split("/", 1)[0]
     if found:
         yield RUN, found[0]
-    elif key.split("/", 1)[0].isdigit():
-        yield EXPERIMENT, key.split("/", 1)[0]
+    elif first.isdigit():  # an experiment's folder: its logged models, for one
+        yield EXPERIMENT, first
     else:
-        yield ADMIN_ONLY, key or "the artifact root"
+        yield ADMIN_ONLY, full or "the artifact root"
 
 RULES: dict[str, Rule] = {
     "Upload": custom(EDIT, target_resources),  # the header (first message) names the target

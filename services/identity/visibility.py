@@ -27,5 +27,10 @@ class Visibility:
         _, visible = await self.authority.decide("", identity, resource_type, resource_id, Permission.READ)
         return visible
 
+    def forget(self) -> None:
+        """After grants changed here (a model renamed or deleted): nothing cached of them is used again."""
+        if self.authority is not None:
+            self.authority.forget()
+
 
 OPEN = Visibility()

@@ -32,13 +32,20 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         return _model(await self.store.get_registered_model(request.name))
 
     async def RenameRegisteredModel(self, request, context):
-        return _model(await self.store.rename_registered_model(request.name, request.new_name))
+        renamed = await self.store.rename_registered_model(request.name, request.new_name)
+        if self.visibility.store is not None:  # grants are by name: they follow the model
+            await self.visibility.store.rename_grants_for_resource(REGISTERED_MODEL, request.name, request.new_name)
+            self.visibility.forget()
+        return _model(renamed)
 
     async def UpdateRegisteredModel(self, request, context):
         return _model(await self.store.update_registered_model(request.name, request.description))
 
     async def DeleteRegisteredModel(self, request, context):
         await self.store.delete_registered_model(request.name)
+        if self.visibility.store is not None:  # a model created later under this name starts without them
+            await self.visibility.store.delete_grants_for_resource(REGISTERED_MODEL, request.name)
+            self.visibility.forget()
         return EMPTY
 
     async def SearchRegisteredModels(self, request, context):

@@ -50,6 +50,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
         experiment_id = await self.store.create_experiment(request.name, request.artifact_location, dict(request.tags))
         return pb.CreateExperimentResponse(experiment_id=experiment_id)
 
+    def _unnamed_experiments(self, experiment_ids):
+        """A search over the experiments it names was let through only if the caller may read each (the
+        access rule); one naming none covers every experiment, narrowed to the readable ones."""
+        return None if experiment_ids else self.visibility.clause(EXPERIMENT)
+
     async def GetExperiment(self, request, context):
         return pb.GetExperimentResponse(experiment=await self.store.get_experiment(request.experiment_id))
 
@@ -113,7 +118,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.order_by,
             request.max_results,
             request.page_token,
-            self.visibility.clause(EXPERIMENT),
+            self._unnamed_experiments(request.experiment_ids),
         )
 
     async def SearchRunsStream(self, request, context):
@@ -124,7 +129,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             request.order_by,
             request.max_results,
             request.page_token,
-            self.visibility.clause(EXPERIMENT),
+            self._unnamed_experiments(request.experiment_ids),
         ):
             yield page
 
@@ -245,7 +250,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
     async def SearchLoggedModels(self, request, context):
         found, token = await self.store.logged_models.search(
             request.experiment_ids, request.filter, request.datasets, request.max_results, request.order_by, request.page_token,
-            self.visibility.clause(EXPERIMENT),
+            self._unnamed_experiments(request.experiment_ids),
         )
         return pb.SearchLoggedModelsResponse(models=found, next_page_token=token)
 

@@ -174,3 +174,55 @@ def test_the_auth_service_client_needs_an_admin(admin, as_user, auth_server):
     with pytest.raises(RestException, match="PERMISSION_DENIED"):
         as_dave.create_user(unique("eve"), PASSWORD)
     assert as_dave.get_user(dave).username == dave
+
+
+class AddOne(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input + 1
+
+
+def test_the_registry_follows_its_models_grants_through_rename_and_delete(admin, as_user, auth_server):
+    alice, bob, carol = new_user(admin), new_user(admin), new_user(admin)
+    owner = as_user(alice, PASSWORD)
+    name = unique("model")
+    owner.create_registered_model(name)
+    with mlflow.start_run(experiment_id=owner.create_experiment(unique())):
+        logged = mlflow.pyfunc.log_model(name="m", python_model=AddOne())
+    version = owner.create_model_version(name, logged.model_uri, run_id=logged.run_id)
+    owner.set_registered_model_alias(name, "champion", version.version)
+
+    assert name not in [m.name for m in as_user(bob, PASSWORD).search_registered_models()]
+    as_user(alice, PASSWORD)
+    admin_of_model = get_app_client("basic-auth", tracking_uri=auth_server["url"])
+    admin_of_model.grant_user_permission(bob, "registered_model", name, "READ")  # alice holds MANAGE on it
+    reader = as_user(bob, PASSWORD)
+    assert [m.name for m in reader.search_registered_models(f"name = '{name}'")] == [name]
+    assert [v.version for v in reader.search_model_versions(f"name = '{name}'")] == [version.version]
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
+        reader.set_registered_model_alias(name, "champion", version.version)  # moving an alias needs EDIT
+
+    as_user(alice, PASSWORD).rename_registered_model(name, name + "-v2")
+    assert as_user(bob, PASSWORD).get_registered_model(name + "-v2").name == name + "-v2"  # the grant followed
+
+    as_user(alice, PASSWORD).delete_registered_model(name + "-v2")
+    as_user(carol, PASSWORD).create_registered_model(name + "-v2")  # the name again, someone else's
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        as_user(bob, PASSWORD).get_registered_model(name + "-v2")
+
+
+def test_a_token_loads_a_registered_model_with_the_stock_client(admin, as_user, auth_server, monkeypatch):
+    dora = new_user(admin)
+    owner = as_user(dora, PASSWORD)
+    name = unique("model")
+    owner.create_registered_model(name)
+    with mlflow.start_run(experiment_id=owner.create_experiment(unique())):
+        logged = mlflow.pyfunc.log_model(name="m", python_model=AddOne())
+    owner.create_model_version(name, logged.model_uri, run_id=logged.run_id)
+    secret = requests.post(f"{auth_server['url']}/api/2.0/mlgrid/tokens/create", json={"name": "load"},
+                           headers=basic(dora, PASSWORD), timeout=10).json()["secret"]
+    as_user(token=secret)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/1")
+    assert list(model.predict(__import__("pandas").DataFrame({"x": [1, 2]}))["x"]) == [2, 3]
+    as_user()  # no credentials at all
+    with pytest.raises(MlflowException, match="UNAUTHENTICATED|401"):
+        mlflow.pyfunc.load_model(f"models:/{name}/1")
