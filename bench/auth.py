@@ -28,13 +28,13 @@ import aiohttp
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import bulk_seed_runs, fresh_database, latencies_ms, start_server, start_tracking  # noqa: E402
-from gateway import closed_loop  # noqa: E402
-from tracking import bench_search, bench_streaming_ingest, bench_unary_log_metric  # noqa: E402
+from _harness import bulk_seed_runs, fresh_database, latencies_ms, start_server, start_tracking
+from gateway import closed_loop
+from tracking import bench_search, bench_streaming_ingest, bench_unary_log_metric
 
-import mlgrid  # noqa: E402
-from mlgrid.v1 import identity_pb2 as ipb  # noqa: E402
-from mlgrid.v1 import identity_pb2_grpc  # noqa: E402
+import mlgrid
+from mlgrid.v1 import identity_pb2 as ipb
+from mlgrid.v1 import identity_pb2_grpc
 
 ADMIN, ADMIN_PASSWORD = "admin", "bench admin password"
 USER, USER_PASSWORD = "bench", "bench user password"

@@ -61,6 +61,7 @@ class Topology:
     database_url: str = ""
     s3: dict = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
+    admin: tuple[str, str] | None = None  # auth on, with this first admin (username, password)
 
     # ---------------------------------------------------------------- state
 
@@ -84,9 +85,10 @@ class Topology:
 
     # ---------------------------------------------------------------- the pieces
 
-    def plan(self, database_url: str, s3: dict, models: str = "") -> None:
-        """Ports and environment of every service, as the chart's ConfigMaps and Secrets give them."""
-        self.database_url, self.s3 = database_url, s3
+    def plan(self, database_url: str, s3: dict, models: str = "", admin: tuple[str, str] | None = None) -> None:
+        """Ports and environment of every service, as the chart's ConfigMaps and Secrets give them; with `admin`
+        (username, password), auth on in every service, as the chart's default."""
+        self.database_url, self.s3, self.admin = database_url, s3, admin
         store_uri = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
 
         def process(name: str, **env: str) -> Process:
@@ -113,6 +115,12 @@ class Topology:
         # The gateway's HTTP port serves MLflow's REST API, the UI and its /metrics.
         gateway.env.update(MLGRID_GATEWAY_HTTP_PORT=str(gateway.http_port), MLGRID_METRICS_PORT="0")
         self.processes = {p.name: p for p in (tracking, artifacts, registry, gateway)}
+        if admin:
+            for process in self.processes.values():
+                process.env["MLGRID_AUTH"] = "on"
+                if process.name in ("artifacts", "gateway"):
+                    process.env["MLGRID_AUTH_IDENTITY_TARGET"] = tracking.grpc_target
+            tracking.env.update(MLGRID_ADMIN_USERNAME=admin[0], MLGRID_ADMIN_PASSWORD=admin[1])
         if models:
             self.add_serving(models)
 
@@ -135,6 +143,9 @@ class Topology:
             grpc_port,
             http_port,
         )
+        if self.admin:  # it loads models as the admin (the chart's default without serving.auth.existingSecret)
+            serving.env.update(MLGRID_AUTH="on", MLGRID_AUTH_IDENTITY_TARGET=self.processes["tracking"].grpc_target,
+                               MLGRID_TRACKING_USERNAME=self.admin[0], MLGRID_TRACKING_PASSWORD=self.admin[1])
         self.processes["serving"] = serving
         gateway.env["MLGRID_GATEWAY_SERVING_TARGET"] = serving.grpc_target
         return serving

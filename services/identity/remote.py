@@ -41,7 +41,7 @@ class RemoteAuthority:
         if hit is not None:
             return hit[0]
         answer = await self._check(credentials)  # Unauthenticated, as the identity service says, when it does not verify
-        identity = Identity(answer.username, answer.user_id, answer.is_admin, via="remote")
+        identity = Identity(answer.username, None, answer.is_admin, via="remote")  # decisions are asked by credentials
         self._identities.put(credentials, identity)
         return identity
 
