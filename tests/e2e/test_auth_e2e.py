@@ -226,3 +226,25 @@ def test_a_token_loads_a_registered_model_with_the_stock_client(admin, as_user, 
     as_user()  # no credentials at all
     with pytest.raises(MlflowException, match="UNAUTHENTICATED|401"):
         mlflow.pyfunc.load_model(f"models:/{name}/1")
+
+
+def test_the_registry_event_stream_shows_a_token_holder_only_the_models_they_may_read(admin, as_user, auth_server):
+    erin, frank = new_user(admin), new_user(admin)
+    tokens = {}
+    for user in (erin, frank):
+        tokens[user] = requests.post(f"{auth_server['url']}/api/2.0/mlgrid/tokens/create", json={"name": "watch"},
+                                     headers=basic(user, PASSWORD), timeout=10).json()["secret"]
+    mine, theirs = unique("erins"), unique("franks")
+    erin_client = mlgrid.MlgridClient(auth_server["grpc"], token=tokens[erin])
+    frank_client = mlgrid.MlgridClient(auth_server["grpc"], token=tokens[frank])
+    erin_client.create_registered_model(mine)
+    frank_client.create_registered_model(theirs)
+    erin_client.set_registered_model_tag(mine, "last", "yes")  # an event after the other model's
+
+    seen = []
+    with erin_client.watch_registry_events(after_event_id=0) as events:
+        for event in events:
+            seen.append(event.name)
+            if event.name == mine and len([s for s in seen if s == mine]) == 2:
+                break
+    assert mine in seen and theirs not in seen
