@@ -51,6 +51,11 @@ async def tracking_and_identity(config: StoreConfig, auth: AuthConfig, store: Sq
     store = store or await open_store(config)
     try:
         identity = await open_identity_store(store.engine, auth)
+        if auth.enabled and not auth.oidc_issuer and not await identity.list_users():
+            raise SystemExit(
+                "auth is on but there is no user to sign in as: set MLGRID_ADMIN_USERNAME and MLGRID_ADMIN_PASSWORD "
+                "(at least 12 characters) for the first admin, or MLGRID_AUTH_OIDC_ISSUER to sign in through OIDC"
+            )
     except BaseException:
         await store.close()
         raise

@@ -2,11 +2,15 @@
 caches of one second), reached by the stock mlflow client (username/password and tokens), MLflow's
 AuthServiceClient, plain HTTP and the mlgrid client over gRPC."""
 import base64
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import grpc
 import mlflow
+import pandas as pd
 import pytest
 import requests
 from conftest import ADMIN, ADMIN_PASSWORD, unique
@@ -222,7 +226,7 @@ def test_a_token_loads_a_registered_model_with_the_stock_client(admin, as_user, 
                            headers=basic(dora, PASSWORD), timeout=10).json()["secret"]
     as_user(token=secret)
     model = mlflow.pyfunc.load_model(f"models:/{name}/1")
-    assert list(model.predict(__import__("pandas").DataFrame({"x": [1, 2]}))["x"]) == [2, 3]
+    assert list(model.predict(pd.DataFrame({"x": [1, 2]}))["x"]) == [2, 3]
     as_user()  # no credentials at all
     with pytest.raises(MlflowException, match="UNAUTHENTICATED|401"):
         mlflow.pyfunc.load_model(f"models:/{name}/1")
@@ -248,3 +252,12 @@ def test_the_registry_event_stream_shows_a_token_holder_only_the_models_they_may
             if event.name == mine and len([s for s in seen if s == mine]) == 2:
                 break
     assert mine in seen and theirs not in seen
+
+
+def test_auth_without_a_first_admin_refuses_to_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGRID_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlgrid.cli.main", "server", "--auth", "--grpc-port", "0", "--port", "0",
+         "--backend-store-uri", f"sqlite:///{tmp_path}/x.db", "--artifacts-destination", str(tmp_path / "a")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "MLGRID_ADMIN_USERNAME and MLGRID_ADMIN_PASSWORD" in done.stderr
