@@ -90,7 +90,7 @@ def test_a_new_user_signs_in_with_a_token_they_created_until_it_is_revoked(admin
     assert cli("tokens", "list", user=alice).splitlines()[1:] == []
 
 
-def test_tokens_that_never_expire_and_bad_expiries(cli, new_user):
+def test_tokens_that_never_expire_bad_expiries_and_tokens_of_others(cli, admin_cli, new_user):
     bob = new_user()
     secret = cli("tokens", "create", "-n", "forever", "--expires", "never", "--secret-only", user=bob).strip()
     assert secret.startswith("mlg_") and "\n" not in secret
@@ -100,6 +100,12 @@ def test_tokens_that_never_expire_and_bad_expiries(cli, new_user):
         output = cli("tokens", "create", "-n", "bad", "--expires", bad, user=bob, ok=False)
         assert "Invalid value for '--expires'" in output
     assert "Error: ALREADY_EXISTS" in cli("tokens", "create", "-n", "forever", user=bob, ok=False)
+
+    assert f"Created access token 'deploy' of {bob!r}" in admin_cli("tokens", "create", "-n", "deploy", "--user", bob)
+    assert [row.split()[1] for row in cli("tokens", "list", user=bob).splitlines()[1:]] == ["forever", "deploy"]
+    assert "Error: PERMISSION_DENIED" in cli("tokens", "list", "--user", ADMIN, user=bob, ok=False)
+    admin_cli("tokens", "revoke", "-n", "deploy", "--user", bob)
+    assert [row.split()[1] for row in cli("tokens", "list", user=bob).splitlines()[1:]] == ["forever"]
 
 
 def test_granting_and_revoking_shows_in_permissions_get_and_list(admin_cli, cli, new_user, auth_server):

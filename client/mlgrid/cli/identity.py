@@ -40,10 +40,10 @@ def _print_json(entity) -> None:
     click.echo(json.dumps(dataclasses.asdict(entity), indent=4))
 
 
-def _new_password(password: str | None) -> str:
+def _new_password(password: str | None, prompt: str) -> str:
     if password is not None:
         return password
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
 
 
 def _grants(grants: list[RolePermission]) -> str:
@@ -81,7 +81,7 @@ def users() -> None:
 @tracking_uri_option
 def create_user(username, password, tracking_uri) -> None:
     """Create a user (admins only)."""
-    user = _identity(tracking_uri).create_user(username, _new_password(password))
+    user = _identity(tracking_uri).create_user(username, _new_password(password, f"Password for {username}"))
     click.echo(f"Created user {user.username!r} with id {user.id}")
 
 
@@ -123,7 +123,8 @@ def update_password(username, password, current_password, tracking_uri) -> None:
     username = username or me
     if username == me and current_password is None:
         current_password = click.prompt("Current password", hide_input=True)
-    identity.update_user_password(username, _new_password(password), current_password if username == me else None)
+    new_password = _new_password(password, f"New password for {username}")
+    identity.update_user_password(username, new_password, current_password if username == me else None)
     click.echo(f"Password of {username!r} updated" + ("; sign in with the new one from now on" if username == me else ""))
 
 
@@ -370,7 +371,8 @@ def create_token(name, expires, username, secret_only, tracking_uri) -> None:
         click.echo(token.secret)
         return
     until = f"expires {format_time(token.expires_ms)}" if token.expires_ms else "never expires"
-    click.echo(f"Created access token {token.name!r} (id {token.id}); it {until}.\n"
+    owner = f" of {username!r}" if username else ""
+    click.echo(f"Created access token {token.name!r}{owner} (id {token.id}); it {until}.\n"
                "Its secret is shown only this once (mlgrid keeps just a hash of it). Sign in with it:\n\n"
                f"  export MLGRID_TRACKING_TOKEN={token.secret}   # the mlgrid client and CLI\n"
                f"  export MLFLOW_TRACKING_TOKEN={token.secret}   # the stock mlflow client")
