@@ -21,6 +21,7 @@ from mlgrid.entities import (
     ViewType,
 )
 from mlgrid.exceptions import MlgridException
+from mlgrid.identity import IdentityClient
 from mlgrid.registry import RegistryMethods
 from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import registry_pb2_grpc, tracking_pb2_grpc
@@ -115,6 +116,8 @@ class MlgridClient(RegistryMethods):
     `password`; by default those of $MLGRID_TRACKING_TOKEN, else $MLGRID_TRACKING_USERNAME and
     $MLGRID_TRACKING_PASSWORD, else the MLFLOW_TRACKING_* ones (mlgrid._credentials).
 
+    `identity` (mlgrid.identity.IdentityClient) manages users, grants, roles and access tokens.
+
     Every method raises MlgridException when the call fails. Idempotent calls
     are retried with backoff while the server is UNAVAILABLE.
     """
@@ -130,6 +133,8 @@ class MlgridClient(RegistryMethods):
         # Artifact transfers, on the same channel: the server (or gateway) serves both services.
         self.artifacts = ArtifactClient(self._channel, self._call)
         self._registry = registry_pb2_grpc.ModelRegistryServiceStub(self._channel)
+        # Users, grants, roles and access tokens (IdentityService), with the same credentials.
+        self.identity = IdentityClient(self._channel, self._unary)
 
     def __repr__(self) -> str:
         return f"MlgridClient({self.tracking_uri!r}, credentials={self._credentials!r})"

@@ -5,7 +5,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
-from mlgrid.v1 import artifacts_pb2, registry_pb2
+from mlgrid.v1 import artifacts_pb2, identity_pb2, registry_pb2
 from mlgrid.v1 import tracking_pb2 as pb
 
 
@@ -365,3 +365,122 @@ class RegistryEvent:
             proto.event_id, registry_pb2.RegistryEvent.Type.Name(proto.type), proto.timestamp, proto.name,
             proto.version or None, dict(proto.details),
         )
+
+
+# ---------------------------------------------------------------- identity (mlflow.server.auth.entities)
+
+# The name prefix of the role that holds one user's direct grants (`__user_<id>__`); reserved.
+USER_ROLE_PREFIX = "__user_"
+
+
+@dataclass(slots=True)
+class RolePermission:
+    """One grant of a role: `permission` on the resources of `resource_type` that `resource_pattern` names
+    (an id, a model name, or "*")."""
+
+    id: int
+    role_id: int
+    resource_type: str
+    resource_pattern: str
+    permission: str
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.RolePermission) -> RolePermission:
+        return cls(proto.id, proto.role_id, proto.resource_type, proto.resource_pattern, proto.permission)
+
+
+@dataclass(slots=True)
+class Role:
+    id: int
+    name: str
+    workspace: str
+    description: str | None
+    permissions: list[RolePermission] = field(default_factory=list)
+
+    @property
+    def is_user_role(self) -> bool:
+        """Whether this is a user's own role, holding their direct grants."""
+        return self.name.startswith(USER_ROLE_PREFIX)
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.Role) -> Role:
+        return cls(proto.id, proto.name, proto.workspace, proto.description if proto.HasField("description") else None,
+                   [RolePermission.from_proto(p) for p in proto.permissions])
+
+
+@dataclass(slots=True)
+class User:
+    """A user (never their password); `roles` are filled in by list_users for those the caller may see."""
+
+    id: int
+    username: str
+    is_admin: bool
+    roles: list[Role] = field(default_factory=list)
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.User) -> User:
+        return cls(proto.id, proto.username, proto.is_admin, [Role.from_proto(r) for r in proto.roles])
+
+
+@dataclass(slots=True)
+class RoleAssignment:
+    id: int
+    user_id: int
+    role_id: int
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.RoleAssignment) -> RoleAssignment:
+        return cls(proto.id, proto.user_id, proto.role_id)
+
+
+@dataclass(slots=True)
+class UserPermission:
+    """A grant a user holds through one of their roles; direct grants are those of the role `__user_<id>__`."""
+
+    role_id: int
+    role_name: str
+    workspace: str
+    resource_type: str
+    resource_pattern: str
+    permission: str
+
+    @property
+    def is_direct(self) -> bool:
+        return self.role_name.startswith(USER_ROLE_PREFIX)
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.UserPermission) -> UserPermission:
+        return cls(proto.role_id, proto.role_name, proto.workspace, proto.resource_type, proto.resource_pattern,
+                   proto.permission)
+
+
+@dataclass(slots=True)
+class UserPermissions:
+    """What list_user_permissions answers: an admin may do everything, whatever their grants."""
+
+    is_admin: bool
+    permissions: list[UserPermission] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GetUserPermissionResult:
+    """A user's effective permission on one resource (MLflow's): `allowed` says whether it allows USE."""
+
+    allowed: bool
+    permission: str
+
+
+@dataclass(slots=True)
+class AccessToken:
+    """An access token; `secret` only in what create_access_token returns (mlgrid keeps just its hash)."""
+
+    id: int
+    name: str
+    created_ms: int
+    expires_ms: int | None  # None: never
+    last_used_ms: int | None  # None: not used yet
+    secret: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_proto(cls, proto: identity_pb2.AccessToken, secret: str | None = None) -> AccessToken:
+        return cls(proto.id, proto.name, proto.created_ms, proto.expires_ms or None, proto.last_used_ms or None, secret)

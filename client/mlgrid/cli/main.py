@@ -1,9 +1,9 @@
-"""`mlgrid`: run the server, migrate its database, and manage experiments and runs."""
+"""`mlgrid`: run the server, migrate its database, and manage experiments, runs, artifacts and models (users,
+permissions, roles and tokens: mlgrid.cli.identity)."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import importlib
 import json
 import os
@@ -13,18 +13,16 @@ import threading
 import click
 
 from mlgrid._artifact_transfer import ArtifactRoot, parse_artifact_uri
+from mlgrid.cli import identity
+from mlgrid.cli.common import format_time, print_table, tracking_uri_option
 from mlgrid.cli.run import run as run_command
-from mlgrid.client import TRACKING_URI_ENV, MlgridClient
+from mlgrid.client import MlgridClient
 from mlgrid.entities import ViewType
 from mlgrid.exceptions import MlgridException
 
 SERVER_EXTRA_HINT = "the server needs the mlgrid[server] extra: pip install 'mlgrid[server]'"
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024  # transfers at least this large show a progress bar
 
-tracking_uri_option = click.option(
-    "--tracking-uri", envvar=TRACKING_URI_ENV, default=None,
-    help=f"Tracking server, grpc://host:port [env: {TRACKING_URI_ENV}; default grpc://127.0.0.1:50051].",
-)
 view_option = click.option(
     "--view", "view", type=click.Choice(["active_only", "deleted_only", "all"], case_sensitive=False),
     default="active_only", show_default=True, help="Which lifecycle stages to list.",
@@ -92,18 +90,6 @@ def upgrade(uri: str) -> None:
     _import_server_module("services.db.migrations").upgrade(uri)
 
 
-def _print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
-def _format_time(ms: int | None) -> str:
-    if not ms:
-        return ""
-    return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @cli.group()
 def experiments() -> None:
     """Create, list, rename, delete and restore experiments."""
@@ -126,7 +112,7 @@ def list_experiments(view, tracking_uri) -> None:
     """List experiments."""
     found = MlgridClient(tracking_uri).iter_experiments(view_type=ViewType.from_string(view))
     rows = [[e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage] for e in found]
-    _print_table(["Experiment Id", "Name", "Artifact Location", "Stage"], rows)
+    print_table(["Experiment Id", "Name", "Artifact Location", "Stage"], rows)
 
 
 @experiments.command("rename")
@@ -169,8 +155,8 @@ def runs() -> None:
 def list_runs(experiment_id, view, tracking_uri) -> None:
     """List the runs of an experiment."""
     found = MlgridClient(tracking_uri).iter_runs([experiment_id], run_view_type=ViewType.from_string(view))
-    rows = [[r.info.run_id, r.info.run_name, r.info.status, _format_time(r.info.start_time)] for r in found]
-    _print_table(["Run Id", "Name", "Status", "Start Time"], rows)
+    rows = [[r.info.run_id, r.info.run_name, r.info.status, format_time(r.info.start_time)] for r in found]
+    print_table(["Run Id", "Name", "Status", "Start Time"], rows)
 
 
 @runs.command("describe")
@@ -288,7 +274,7 @@ def list_artifacts_command(run_id, artifact_path, artifact_uri, tracking_uri) ->
     """List the files and folders directly in a folder of artifacts."""
     root, path = _artifact_root_and_path(run_id, artifact_path, artifact_uri)
     found = MlgridClient(tracking_uri).artifacts.list(root, path)
-    _print_table(["Path", "Type", "Size"], [[f.path, "dir" if f.is_dir else "file", "" if f.is_dir else f.file_size] for f in found])
+    print_table(["Path", "Type", "Size"], [[f.path, "dir" if f.is_dir else "file", "" if f.is_dir else f.file_size] for f in found])
 
 
 # ---------------------------------------------------------------- model registry
@@ -370,10 +356,10 @@ def list_registered_models(filter_string, tracking_uri) -> None:
     found = MlgridClient(tracking_uri).iter_registered_models(filter_string)
     rows = [
         [m.name, ", ".join(f"{v.current_stage}: {v.version}" for v in m.latest_versions),
-         ", ".join(f"{alias}: {version}" for alias, version in sorted(m.aliases.items())), _format_time(m.last_updated_timestamp)]
+         ", ".join(f"{alias}: {version}" for alias, version in sorted(m.aliases.items())), format_time(m.last_updated_timestamp)]
         for m in found
     ]
-    _print_table(["Name", "Latest Versions", "Aliases", "Last Updated"], rows)
+    print_table(["Name", "Latest Versions", "Aliases", "Last Updated"], rows)
 
 
 @registered_models.command("describe")
@@ -398,10 +384,10 @@ def list_model_versions(name, tracking_uri) -> None:
     client.get_registered_model(name)  # NOT_FOUND for a model that does not exist, rather than an empty list
     found = client.iter_model_versions(_name_filter(name))
     rows = [
-        [v.version, v.current_stage, ", ".join(v.aliases), v.status, v.source, _format_time(v.creation_timestamp)]
+        [v.version, v.current_stage, ", ".join(v.aliases), v.status, v.source, format_time(v.creation_timestamp)]
         for v in found
     ]
-    _print_table(["Version", "Stage", "Aliases", "Status", "Source", "Created"], rows)
+    print_table(["Version", "Stage", "Aliases", "Status", "Source", "Created"], rows)
 
 
 @model_versions.command("set-alias")
@@ -425,6 +411,8 @@ def delete_model_version_alias(name, alias, tracking_uri) -> None:
 
 
 cli.add_command(run_command)
+for _group in identity.GROUPS:
+    cli.add_command(_group)
 
 if __name__ == "__main__":
     cli(prog_name="mlgrid")
