@@ -10,8 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.db.schema import role_permissions, roles, user_role_assignments, users
 from services.identity import rules
-from services.identity.model import DEFAULT_WORKSPACE, WORKSPACE, Permission, Role, RoleAssignment, RolePermission
-from services.identity.model import UserPermission
+from services.identity.model import (
+    DEFAULT_WORKSPACE,
+    WORKSPACE,
+    Permission,
+    Role,
+    RoleAssignment,
+    RolePermission,
+    UserPermission,
+)
 
 SYNTHETIC_PREFIX = "__user_"
 SYNTHETIC_NAME = re.compile(r"^__user_\d+__$")

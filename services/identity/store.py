@@ -23,8 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.db.clock import now_ms
-from services.db.schema import access_tokens, logged_models, role_permissions, roles, runs, user_role_assignments
-from services.db.schema import users
+from services.db.schema import access_tokens, logged_models, role_permissions, roles, runs, user_role_assignments, users
 from services.identity import passwords, rules, tokens
 from services.identity.model import (
     DEFAULT_WORKSPACE,
