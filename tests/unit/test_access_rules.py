@@ -5,9 +5,9 @@ import pytest
 from google.protobuf import descriptor_pool
 
 from mlgrid.inference.v2 import grpc_predict_v2_pb2  # noqa: F401 - loads the descriptors
-from mlgrid.v1 import artifacts_pb2, registry_pb2, tracking_pb2  # noqa: F401
+from mlgrid.v1 import artifacts_pb2, identity_pb2, registry_pb2, tracking_pb2  # noqa: F401
 from services.artifacts.access import RULES as ARTIFACT_RULES
-from services.identity.access import PLUMBING, field_values
+from services.identity.access import IDENTITY_RULES, PLUMBING, field_values
 from services.registry.access import RULES as REGISTRY_RULES
 from services.serving.access import RULES as SERVING_RULES
 from services.tracking.access import RULES as TRACKING_RULES
@@ -17,6 +17,7 @@ TABLES = {
     "mlgrid.v1.ArtifactService": ARTIFACT_RULES,
     "mlgrid.v1.ModelRegistryService": REGISTRY_RULES,
     "inference.GRPCInferenceService": SERVING_RULES,
+    "mlgrid.v1.IdentityService": IDENTITY_RULES,
 }
 
 
