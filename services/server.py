@@ -84,7 +84,7 @@ def run(
             for backend in loopback_backends:
                 await backend.close()
 
-        app = RestGateway(loopback_backends, config).app
+        app = RestGateway(loopback_backends, config, auth_config).app
         app.on_cleanup.append(close_channels)
         return app
 

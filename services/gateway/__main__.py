@@ -4,7 +4,7 @@ backends at MLGRID_GATEWAY_{TRACKING,ARTIFACTS,REGISTRY,SERVING}_TARGET — by n
 (MLGRID_GATEWAY_HTTP_PORT, default 5000)."""
 import sys
 
-from services.common.config import GatewayConfig, ServerConfig
+from services.common.config import AuthConfig, GatewayConfig, ServerConfig
 from services.common.errors import MlgridError
 from services.common.server import configure_logging, free_port, run_event_loop, run_until_stopped
 from services.gateway.nginx import NginxDataPlane, nginx_binary
@@ -25,6 +25,7 @@ def then(first, second):
 async def main() -> None:
     server = ServerConfig.from_env()
     config = GatewayConfig.from_env()
+    auth = AuthConfig.from_env()  # the UI's sign-in: its OIDC client and session length
     routed = backends(config)  # one channel per backend, shared by the gRPC router and the REST API
     services = gateway_services(routed, config)  # one Service per routed name, hence not serve_alone
     binary = nginx_binary(config.nginx)
@@ -38,7 +39,7 @@ async def main() -> None:
     try:
         await run_until_stopped(
             services, grpc_host, grpc_port, server.metrics_port, server.shutdown_grace_seconds,
-            http_port=config.http_port, http_app=lambda bound: RestGateway(routed, config).app, http_host=server.host,
+            http_port=config.http_port, http_app=lambda bound: RestGateway(routed, config, auth).app, http_host=server.host,
         )
     finally:
         if data_plane is not None:

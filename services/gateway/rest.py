@@ -5,19 +5,21 @@ JSON body or query parameters -> mlflow_json -> the request message -> the backe
 gateway's channel to it -> the response's JSON. gRPC statuses become MLflow's error codes and HTTP
 statuses (the table in services.common.status), so the stock `mlflow` client raises the MlflowException
 it raises against MLflow's server.
-Of the HTTP request only its JSON and the caller's credentials (`credentials()`: the Authorization header)
-go to the backend, which verifies them itself: the gateway trusts no caller on a backend's behalf.
+Of the HTTP request only its JSON and the caller's credentials (`credentials()`: the Authorization header,
+else the web UI's session cookie) go to the backend, which verifies them itself: the gateway trusts no caller
+on a backend's behalf.
 """
 import importlib
 import json
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import grpc
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.common.config import GatewayConfig
+from services.common.config import AuthConfig, GatewayConfig
 from services.common.errors import MlgridError
 from services.common.http import http_metrics_middleware
 from services.common.status import INTERNAL_ERROR, rest_error
@@ -33,11 +35,15 @@ JSON = "application/json"
 COMPRESS_MIN_BYTES = 64 * 1024
 
 # The gateway's other HTTP surfaces: modules with `add_routes(app, rest)`, called with the aiohttp app and the
-# RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`),
+# RestGateway (`rest.backends` by full service name, each with its channel; `rest.timeout`; `rest.call_error`;
+# `rest.auth`, the AuthConfig),
 # answering with this module's json_response / mlflow_error / status_error (hence imported when the app is
 # built, not at the top). The app's client_max_size (MLGRID_GATEWAY_MAX_BODY_MB) bounds bodies read whole;
 # stream large uploads from request.content.
-EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui")
+EXTENSIONS = ("services.gateway.mlflow_artifacts", "services.gateway.ui", "services.gateway.login")
+# The web UI's sign-in (services.gateway.login): an mlgrid session secret, sent to the backends as a bearer token.
+SESSION_COOKIE = "mlgrid_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def json_response(body: dict, status: int = 200) -> web.Response:
@@ -55,15 +61,33 @@ def status_error(code: grpc.StatusCode, message: str) -> web.Response:
 
 
 def challenge(path: str) -> str:
-    """A 401's WWW-Authenticate: Basic for API clients; Bearer for the web UI's requests (/ajax-api), on
-    which Basic would make the browser open its own password dialog instead of the UI's sign-in page."""
-    return 'Bearer realm="mlgrid"' if path.startswith("/ajax-api/") else 'Basic realm="mlgrid", charset="UTF-8"'
+    """A 401's WWW-Authenticate: Basic for API clients (/api); Bearer for the web UI's requests (/ajax-api, the
+    sign-in page, artifacts it shows), on which Basic would make the browser open its own password dialog
+    instead of the UI's sign-in page."""
+    return 'Basic realm="mlgrid", charset="UTF-8"' if path.startswith("/api/") else 'Bearer realm="mlgrid"'
+
+
+def foreign_origin(request: web.Request) -> bool:
+    """Whether a browser says the request comes from a page of another origin (its Origin header names another
+    host than this gateway's): such a request is never made with the session cookie."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
 
 
 def credentials(request: web.Request) -> tuple[tuple[str, str], ...]:
-    """The caller's credentials as gRPC metadata, for the backend to verify."""
+    """The caller's credentials as gRPC metadata, for the backend to verify: the Authorization header, else the
+    UI's session cookie as a bearer token (not for a change asked by a page of another origin: SameSite=Lax
+    keeps the cookie from other sites, this from other origins of the same site)."""
     value = request.headers.get("Authorization")
-    return (("authorization", value),) if value else ()
+    if value:
+        return (("authorization", value),)
+    session = request.cookies.get(SESSION_COOKIE)
+    if session and not (request.method not in SAFE_METHODS and foreign_origin(request)):
+        return (("authorization", f"Bearer {session}"),)
+    return ()
 
 
 # HTTP errors aiohttp raises itself (no route, wrong method, body too large), as MLflow error answers.
@@ -98,8 +122,10 @@ class RestGateway:
     """The aiohttp app of MLflow's REST API over the routed backends (the channels the gRPC router uses,
     closed by their owner)."""
 
-    def __init__(self, backends: list[Backend], config: GatewayConfig):
+    def __init__(self, backends: list[Backend], config: GatewayConfig, auth: AuthConfig | None = None):
+        """`auth`: the sign-in's settings (OIDC client, session length)."""
         self.backends = {backend.service: backend for backend in backends}
+        self.auth = auth or AuthConfig()
         self.timeout = config.rest_timeout_seconds
         self.app = web.Application(
             client_max_size=config.max_body_mb * 1024 * 1024,

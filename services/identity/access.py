@@ -141,5 +141,5 @@ IDENTITY_RULES: dict[str, Rule] = {name: signed_in(_SELF_CHECKED) for name in (
     "ListCurrentUserPermissions", "CreateRole", "GetRole", "ListRoles", "UpdateRole", "DeleteRole",
     "AddRolePermission", "RemoveRolePermission", "ListRolePermissions", "UpdateRolePermission", "AssignRole",
     "UnassignRole", "ListUserRoles", "ListRoleUsers", "CreateAccessToken", "ListAccessTokens",
-    "RevokeAccessToken", "CheckAccess",
+    "RevokeAccessToken", "CreateSession", "EndSession", "ListResourcePermissions", "CheckAccess",
 )}

@@ -10,8 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.db.schema import role_permissions, roles, user_role_assignments, users
 from services.identity import rules
-from services.identity.model import DEFAULT_WORKSPACE, WORKSPACE, Permission, Role, RoleAssignment, RolePermission
-from services.identity.model import UserPermission
+from services.identity.model import (
+    DEFAULT_WORKSPACE,
+    WORKSPACE,
+    Permission,
+    Role,
+    RoleAssignment,
+    RolePermission,
+    UserPermission,
+)
 
 SYNTHETIC_PREFIX = "__user_"
 SYNTHETIC_NAME = re.compile(r"^__user_\d+__$")
@@ -316,6 +323,21 @@ class RoleStore:
             UserPermission(role.id, role.name, role.workspace, g.resource_type, g.resource_pattern, g.permission)
             for role in found for g in role.permissions
         ]
+
+    async def list_resource_permissions(self, resource_type: str, resource_id: str) -> list[tuple[str, str]]:
+        """(username, permission) of every user's direct grant on exactly this resource (not "*", not roles')."""
+        rules.validate_resource_type(resource_type)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(users.c.id, users.c.username, roles.c.name, role_permissions.c.permission)
+                .join(roles, roles.c.id == role_permissions.c.role_id)
+                .join(user_role_assignments, user_role_assignments.c.role_id == roles.c.id)
+                .join(users, users.c.id == user_role_assignments.c.user_id)
+                .where(roles.c.workspace == DEFAULT_WORKSPACE, role_permissions.c.resource_type == resource_type,
+                       role_permissions.c.resource_pattern == resource_id)
+                .order_by(users.c.username)
+            )
+            return [(row.username, row.permission) for row in rows if row.name == synthetic_role_name(row.id)]
 
     async def delete_grants_for_resource(self, resource_type: str, resource_id: str) -> int:
         """Drop the direct grants on a resource that is gone (a deleted registered model's name may come back)."""

@@ -8,6 +8,9 @@ of who may call what, checked here per method (the interceptors authenticate; th
   a user's effective permission is read by that user, an admin or a workspace admin;
 - roles: admins and workspace admins manage them; members of a workspace read its roles;
 - access tokens: each user their own; admins anyone's;
+- UI sessions: made with a password or an OIDC JWT (never from a token or another session); each call to
+  EndSession ends the session it is made with;
+- the direct grants on one resource (the UI's permissions panel): MANAGE on it;
 - CheckAccess: any caller, about themselves.
 
 With authentication off (MLGRID_AUTH unset: nobody sets services.identity.caller.CALLER) the caller is an
@@ -19,15 +22,18 @@ from google.protobuf import empty_pb2
 
 from mlgrid.v1 import identity_pb2 as pb
 from mlgrid.v1 import identity_pb2_grpc
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.db.clock import now_ms
-from services.identity import caller, rules
+from services.identity import caller, rules, tokens
 from services.identity.model import DEFAULT_WORKSPACE, Identity, Permission, Role, RolePermission, User
 from services.identity.store import IdentityStore
 from services.identity.tokens import TokenInfo
 
 EMPTY = empty_pb2.Empty()
 ANONYMOUS_ADMIN = Identity("anonymous", None, is_admin=True, via="none")
+MAX_SESSION_SECONDS = 30 * 86_400
+# How a caller must have signed in to open a UI session: with their own credentials, not a secret made from them.
+SESSION_FROM = ("password", "oidc")
 
 
 def user_pb(user: User, roles: list[Role] = ()) -> pb.User:
@@ -57,7 +63,7 @@ def denied(what: str) -> PermissionDenied:
 CHANGING = (
     "CreateUser", "UpdateUserPassword", "UpdateUserAdmin", "DeleteUser", "GrantUserPermission", "RevokeUserPermission",
     "CreateRole", "UpdateRole", "DeleteRole", "AddRolePermission", "RemoveRolePermission", "UpdateRolePermission",
-    "AssignRole", "UnassignRole", "RevokeAccessToken",
+    "AssignRole", "UnassignRole", "RevokeAccessToken", "EndSession",
 )
 
 
@@ -183,7 +189,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             rules.validate_resource_type(resource_type)
             await self._require_admin(who, f"a grant on every {resource_type}", workspace_admins=True)
         elif not (await self.store.permission(who, resource_type, resource_id)).allows(Permission.MANAGE):
-            raise denied(f"granting on {resource_type} {resource_id!r} needs MANAGE on it")
+            raise denied(f"managing the grants on {resource_type} {resource_id!r} needs MANAGE on it")
 
     async def GrantUserPermission(self, request, context):
         await self._require_resource_manager(self._caller(), request.resource_type, request.resource_id)
@@ -329,6 +335,39 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise InvalidArgument("give the token's name or its id (one of them)")
         await self.store.revoke_token(owner.id, request.name or request.id)
         return EMPTY
+
+    # ------------------------------------------------------------ UI sessions
+
+    async def CreateSession(self, request, context):
+        who = self._caller()
+        if who.user_id is None:
+            raise FailedPrecondition("sessions need authentication on (mlgrid server --auth, or MLGRID_AUTH=on)")
+        if who.via not in SESSION_FROM:
+            raise PermissionDenied(f"a session is opened with a password or an OIDC token, not with a {who.via}")
+        if not 0 < request.expires_in_seconds <= MAX_SESSION_SECONDS:
+            raise InvalidArgument(f"expires_in_seconds must be more than 0 and at most {MAX_SESSION_SECONDS}")
+        expires = now_ms() + request.expires_in_seconds * 1000
+        session, secret = await self.store.create_token(who.user_id, f"{who.via} sign-in", expires, tokens.SESSION)
+        return pb.CreateSessionResponse(secret=secret, expires_ms=session.expires_ms, username=who.username)
+
+    async def EndSession(self, request, context):
+        who = self._caller()
+        scheme, _, secret = caller.CREDENTIALS.get().partition(" ")
+        if who.via != tokens.SESSION or scheme.lower() != "bearer":
+            raise InvalidArgument("EndSession ends the session it is called with: send the session's secret as Bearer")
+        await self.store.end_session(secret.strip())
+        return EMPTY
+
+    # ------------------------------------------------------------ grants on one resource
+
+    async def ListResourcePermissions(self, request, context):
+        if not request.resource_id or request.resource_id == rules.WILDCARD:
+            raise InvalidArgument("resource_id: name one resource (an experiment id, a model name)")
+        await self._require_resource_manager(self._caller(), request.resource_type, request.resource_id)
+        found = await self.store.list_resource_permissions(request.resource_type, request.resource_id)
+        return pb.ListResourcePermissionsResponse(permissions=[
+            pb.ResourcePermission(username=username, permission=permission) for username, permission in found
+        ])
 
     # ------------------------------------------------------------ access checks
 

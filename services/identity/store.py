@@ -23,8 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.db.clock import now_ms
-from services.db.schema import access_tokens, logged_models, role_permissions, roles, runs, user_role_assignments
-from services.db.schema import users
+from services.db.schema import access_tokens, logged_models, role_permissions, roles, runs, user_role_assignments, users
 from services.identity import passwords, rules, tokens
 from services.identity.model import (
     DEFAULT_WORKSPACE,
@@ -229,14 +228,25 @@ class IdentityStore(RoleStore):
             return [_token(row) for row in rows]
 
     async def revoke_token(self, user_id: int, name_or_id: "str | int") -> None:
-        """Revoke one of the user's tokens or sessions, by id (an int) or by name."""
+        """Revoke one of the user's access tokens (not their UI sessions), by id (an int) or by name."""
         which = access_tokens.c.id == name_or_id if isinstance(name_or_id, int) else access_tokens.c.name == name_or_id
         async with self.engine.begin() as conn:
             done = await conn.execute(update(access_tokens).where(
-                access_tokens.c.user_id == user_id, access_tokens.c.revoked == false(), which
+                access_tokens.c.user_id == user_id, access_tokens.c.kind == tokens.TOKEN,
+                access_tokens.c.revoked == false(), which,
             ).values(revoked=True))
         if done.rowcount == 0:
             raise NotFound(f"Access token {name_or_id!r} not found")
+
+    async def end_session(self, secret: str) -> None:
+        """Revoke the UI session of this secret; NotFound when there is none that has not ended already."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(update(access_tokens).where(
+                access_tokens.c.token_hash == tokens.digest(secret), access_tokens.c.kind == tokens.SESSION,
+                access_tokens.c.revoked == false(),
+            ).values(revoked=True))
+        if done.rowcount == 0:
+            raise NotFound("the session has ended already")
 
     # ------------------------------------------------------------ permissions
 

@@ -4,8 +4,8 @@ import pytest
 from conftest import unique
 
 from mlgrid.v1 import identity_pb2 as pb
-from services.common.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from services.identity.caller import CALLER
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.identity.caller import CALLER, CREDENTIALS
 from services.identity.model import Identity, Permission
 from services.identity.servicer import IdentityServicer
 from services.identity.store import IdentityStore
@@ -145,3 +145,53 @@ async def test_tokens_are_their_owners_and_admins_may_manage_anyones(servicer):
     assert [t.name for t in listed.tokens] == ["ci"]
     await servicer.RevokeAccessToken(pb.RevokeAccessTokenRequest(id=created.token.id, username=alice.username), None)
     assert await servicer.store.verify_token(created.secret) is None
+
+
+async def test_sessions_are_opened_with_own_credentials_and_ended_with_themselves(servicer):
+    alice = await user(servicer)
+    as_caller(Identity(alice.username, alice.user_id, False, "password"))
+    with pytest.raises(InvalidArgument, match="expires_in_seconds"):
+        await servicer.CreateSession(pb.CreateSessionRequest(), None)
+    opened = await servicer.CreateSession(pb.CreateSessionRequest(expires_in_seconds=3600), None)
+    assert opened.username == alice.username and opened.expires_ms > 0
+    session = await servicer.store.verify_token(opened.secret)
+    assert (session.username, session.via) == (alice.username, "session")
+    assert await servicer.store.list_tokens(alice.user_id) == []  # a session is no access token
+    for via in ("session", "token"):  # no session from a session, nor from a token
+        as_caller(Identity(alice.username, alice.user_id, False, via))
+        with pytest.raises(PermissionDenied, match="password or an OIDC token"):
+            await servicer.CreateSession(pb.CreateSessionRequest(expires_in_seconds=60), None)
+    as_caller(Identity(alice.username, alice.user_id, False, "password"))
+    with pytest.raises(InvalidArgument, match="ends the session it is called with"):
+        await servicer.EndSession(pb.EndSessionRequest(), None)
+    as_caller(session)
+    CREDENTIALS.set(f"Bearer {opened.secret}")
+    await servicer.EndSession(pb.EndSessionRequest(), None)
+    assert await servicer.store.verify_token(opened.secret) is None
+    with pytest.raises(NotFound):
+        await servicer.EndSession(pb.EndSessionRequest(), None)
+    open_servicer = IdentityServicer(servicer.store, auth_enabled=False)
+    as_caller(None)
+    with pytest.raises(FailedPrecondition, match="authentication on"):
+        await open_servicer.CreateSession(pb.CreateSessionRequest(expires_in_seconds=60), None)
+
+
+async def test_the_grants_on_one_resource_are_listed_to_its_managers(servicer, store):
+    owner, other, bystander = await user(servicer), await user(servicer), await user(servicer)
+    experiment = await store.create_experiment(unique("exp"), "", {})
+    await servicer.store.grant_creator(owner, "experiment", experiment)
+    await servicer.store.grant(other.username, "experiment", experiment, "EDIT")
+    await servicer.store.grant(bystander.username, "experiment", "*", "READ")  # not on this one
+    team = await servicer.store.create_role(unique("team"))  # a role's grant is not a user's direct grant
+    await servicer.store.add_role_permission(team.id, "experiment", experiment, "READ")
+    await servicer.store.assign_role(bystander.username, team.id)
+    request = pb.ListResourcePermissionsRequest(resource_type="experiment", resource_id=experiment)
+    as_caller(other)
+    with pytest.raises(PermissionDenied, match="needs MANAGE"):
+        await servicer.ListResourcePermissions(request, None)
+    as_caller(owner)
+    listed = (await servicer.ListResourcePermissions(request, None)).permissions
+    assert sorted((p.username, p.permission) for p in listed) == sorted(
+        [(owner.username, "MANAGE"), (other.username, "EDIT")])
+    with pytest.raises(InvalidArgument, match="resource_id"):
+        await servicer.ListResourcePermissions(pb.ListResourcePermissionsRequest(resource_type="experiment"), None)

@@ -340,6 +340,48 @@ class RevokeAccessTokenRequest(_message.Message):
     username: str
     def __init__(self, name: _Optional[str] = ..., id: _Optional[int] = ..., username: _Optional[str] = ...) -> None: ...
 
+class CreateSessionRequest(_message.Message):
+    __slots__ = ("expires_in_seconds",)
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    expires_in_seconds: int
+    def __init__(self, expires_in_seconds: _Optional[int] = ...) -> None: ...
+
+class CreateSessionResponse(_message.Message):
+    __slots__ = ("secret", "expires_ms", "username")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    expires_ms: int
+    username: str
+    def __init__(self, secret: _Optional[str] = ..., expires_ms: _Optional[int] = ..., username: _Optional[str] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListResourcePermissionsRequest(_message.Message):
+    __slots__ = ("resource_type", "resource_id")
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    resource_type: str
+    resource_id: str
+    def __init__(self, resource_type: _Optional[str] = ..., resource_id: _Optional[str] = ...) -> None: ...
+
+class ResourcePermission(_message.Message):
+    __slots__ = ("username", "permission")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    permission: str
+    def __init__(self, username: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
+
+class ListResourcePermissionsResponse(_message.Message):
+    __slots__ = ("permissions",)
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    permissions: _containers.RepeatedCompositeFieldContainer[ResourcePermission]
+    def __init__(self, permissions: _Optional[_Iterable[_Union[ResourcePermission, _Mapping]]] = ...) -> None: ...
+
 class CheckAccessRequest(_message.Message):
     __slots__ = ("resource_type", "resource_id", "permission")
     RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]

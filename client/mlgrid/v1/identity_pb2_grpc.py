@@ -175,6 +175,21 @@ class IdentityServiceStub:
                 request_serializer=mlgrid_dot_v1_dot_identity__pb2.RevokeAccessTokenRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateSession = channel.unary_unary(
+                '/mlgrid.v1.IdentityService/CreateSession',
+                request_serializer=mlgrid_dot_v1_dot_identity__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_identity__pb2.CreateSessionResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/mlgrid.v1.IdentityService/EndSession',
+                request_serializer=mlgrid_dot_v1_dot_identity__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListResourcePermissions = channel.unary_unary(
+                '/mlgrid.v1.IdentityService/ListResourcePermissions',
+                request_serializer=mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsRequest.SerializeToString,
+                response_deserializer=mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsResponse.FromString,
+                _registered_method=True)
         self.CheckAccess = channel.unary_unary(
                 '/mlgrid.v1.IdentityService/CheckAccess',
                 request_serializer=mlgrid_dot_v1_dot_identity__pb2.CheckAccessRequest.SerializeToString,
@@ -353,6 +368,26 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResourcePermissions(self, request, context):
+        """The users' direct grants on one resource (needs MANAGE on it), for the
+        UI's permissions panel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckAccess(self, request, context):
         """Whether the caller (whose own credentials the asking service forwards)
         may do `permission` on a resource: for services without a database.
@@ -503,6 +538,21 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RevokeAccessToken,
                     request_deserializer=mlgrid_dot_v1_dot_identity__pb2.RevokeAccessTokenRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=mlgrid_dot_v1_dot_identity__pb2.CreateSessionRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_identity__pb2.CreateSessionResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=mlgrid_dot_v1_dot_identity__pb2.EndSessionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListResourcePermissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResourcePermissions,
+                    request_deserializer=mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsRequest.FromString,
+                    response_serializer=mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsResponse.SerializeToString,
             ),
             'CheckAccess': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckAccess,
@@ -1266,6 +1316,87 @@ class IdentityService:
             '/mlgrid.v1.IdentityService/RevokeAccessToken',
             mlgrid_dot_v1_dot_identity__pb2.RevokeAccessTokenRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.IdentityService/CreateSession',
+            mlgrid_dot_v1_dot_identity__pb2.CreateSessionRequest.SerializeToString,
+            mlgrid_dot_v1_dot_identity__pb2.CreateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.IdentityService/EndSession',
+            mlgrid_dot_v1_dot_identity__pb2.EndSessionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResourcePermissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mlgrid.v1.IdentityService/ListResourcePermissions',
+            mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsRequest.SerializeToString,
+            mlgrid_dot_v1_dot_identity__pb2.ListResourcePermissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,8 +36,14 @@ async function call(method, path, params = {}, signal) {
   } catch {
     body = { message: text.slice(0, 300) };
   }
+  if (response.status === 401) signIn();
   if (!response.ok) throw new ApiError(response.status, body.error_code, body.message);
   return body;
+}
+
+// Not signed in (or the session ended): to the sign-in page, which brings the browser back here.
+function signIn() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search + location.hash)}`);
 }
 
 const get = (path, params, signal) => call("GET", `${AJAX}/${path}`, params, signal);
@@ -98,3 +104,18 @@ export const listArtifacts = (root, path) =>
 
 export const artifactUrl = (root, path) =>
   `${ARTIFACTS}/${`${root}/${path}`.split("/").map(encodeURIComponent).join("/")}`;
+
+// Who is signed in: {user: {id, username, is_admin}}; with auth off, an anonymous admin without an id.
+let me = null;
+export const currentUser = () => (me ||= get("users/current").then((r) => r.user || {}));
+
+// The users' direct grants on one experiment or registered model (needs MANAGE on it), and changing them.
+export const listResourcePermissions = (resourceType, resourceId) =>
+  call("GET", "ajax-api/2.0/mlgrid/permissions/resource", { resource_type: resourceType, resource_id: resourceId });
+
+export const grantPermission = (username, resourceType, resourceId, permission) =>
+  call("POST", "ajax-api/3.0/mlflow/users/permissions/grant",
+    { username, resource_type: resourceType, resource_id: resourceId, permission });
+
+export const revokePermission = (username, resourceType, resourceId) =>
+  call("POST", "ajax-api/3.0/mlflow/users/permissions/revoke", { username, resource_type: resourceType, resource_id: resourceId });

@@ -1,5 +1,6 @@
 // The UI's entry point: hash routes to views. Each view is a function returning an element;
 // an element may carry dispose() to stop what it started (observers, charts) when left.
+import { currentUser } from "./api.js";
 import { compareView } from "./compare.js";
 import { h } from "./dom.js";
 import { experimentsView } from "./experiments.js";
@@ -41,6 +42,13 @@ function route() {
   }
   window.scrollTo(0, 0);
 }
+
+// The signed-in user, with a way out; nothing when auth is off (an anonymous admin, without an id).
+currentUser().then((user) => {
+  if (!user.id) return;
+  document.querySelector("header .username").textContent = user.username;
+  document.querySelector("header .user").hidden = false;
+}, () => {});
 
 window.addEventListener("hashchange", route);
 route();

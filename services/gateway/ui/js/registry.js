@@ -2,6 +2,7 @@
 // and one version.
 import { getModelVersion, getRegisteredModel, searchModelVersions, searchRegisteredModels } from "./api.js";
 import { clear, errorBox, formatTime, h, table, toMap } from "./dom.js";
+import { permissionsPanel } from "./permissions.js";
 
 const modelHref = (name) => `#/models/${encodeURIComponent(name)}`;
 const versionHref = (name, version) => `${modelHref(name)}/versions/${version}`;
@@ -73,7 +74,8 @@ export function modelView(name) {
     },
     (error) => clear(content, errorBox(error)),
   );
-  return h("div.model", {}, h("h2", {}, h("a", { href: "#/models" }, "Models"), " / ", name), content);
+  return h("div.model", {}, h("h2", {}, h("a", { href: "#/models" }, "Models"), " / ", name),
+    h("div.toolbar", {}, permissionsPanel("registered_model", name)), content);
 }
 
 export function versionView(name, version) {

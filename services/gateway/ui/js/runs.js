@@ -3,6 +3,7 @@
 import { getExperiment, searchRuns } from "./api.js";
 import { chartGrid } from "./charts.js";
 import { clear, color, errorBox, formatDuration, formatTime, formatValue, h, metricMap, metricValue, runName, toMap } from "./dom.js";
+import { permissionsPanel } from "./permissions.js";
 
 const ROW_HEIGHT = 30; // px, fixed so that the visible rows can be computed
 const OVERSCAN = 10;
@@ -81,7 +82,8 @@ export function experimentView(experimentId, params) {
     "div.experiment",
     {},
     title,
-    h("div.toolbar", {}, filterInput, h("button", { onclick: () => applyFilter() }, "Search"), columnChooser, compareButton, viewButton, summary),
+    h("div.toolbar", {}, filterInput, h("button", { onclick: () => applyFilter() }, "Search"), columnChooser, compareButton, viewButton,
+      permissionsPanel("experiment", experimentId), summary),
     message,
     tableView,
     chartsView,
