@@ -69,6 +69,11 @@ HAND_WRITTEN_ROUTES = {
     ("GET", "/metrics"): "public",
     ("GET", "/"): "public",  # the UI's page; its data comes over /ajax-api, whose routes are RPCs
     ("GET", "/static/{path}"): "public",
+    ("GET", "/login"): "public",  # the sign-in page
+    ("POST", "/login"): "/mlgrid.v1.IdentityService/CreateSession",
+    ("POST", "/logout"): "/mlgrid.v1.IdentityService/EndSession",
+    ("GET", "/oidc/login"): "public",  # a redirect to the identity provider
+    ("GET", "/oidc/callback"): "/mlgrid.v1.IdentityService/CreateSession",
     ("GET", "/get-artifact"): "/mlgrid.v1.ArtifactService/Download",
     ("GET", "/ajax-api/2.0/mlflow/get-artifact"): "/mlgrid.v1.ArtifactService/Download",
     **{(verb, f"{prefix}/artifacts{suffix}"): f"/mlgrid.v1.ArtifactService/{rpc}"
