@@ -15,6 +15,7 @@ the server says it supports them (/api/3.0/mlflow/server-info), and streams othe
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import posixpath
@@ -144,16 +145,28 @@ class MlflowArtifactsApi:
         if request.content_length is not None:
             header.expected_size = request.content_length  # a short body then stores nothing
 
-        async def messages():
-            yield pb.UploadRequest(header=header)
-            async for chunk in _body_chunks(request):
-                yield chunk
-
+        # The body is written here, not by gRPC's task reading an iterator: a call the service ends early (a
+        # refused caller, a bad path) then stops the reading here, rather than racing aiohttp's own read of
+        # what is left of the body.
+        call = self._upload(metadata=credentials(request))
         try:
-            await self._upload(messages(), metadata=credentials(request))
+            await call.write(pb.UploadRequest(header=header))
+            async for chunk in _body_chunks(request):
+                await call.write(chunk)
+            await call.done_writing()
+            await call
+        except asyncio.InvalidStateError:  # the service ended the call before the body was through
+            return await self._ended(call)
         except grpc.aio.AioRpcError as error:
             return self._error(error)
         return web.Response()  # as MLflow: 200 with an empty body
+
+    async def _ended(self, call) -> web.Response:
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:
+            return self._error(error)
+        return web.Response()
 
     async def list(self, request: web.Request) -> web.Response:
         path = request.query.get("path", "")
