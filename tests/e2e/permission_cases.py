@@ -118,6 +118,7 @@ class World:
     run_id: str
     artifact_dir: str  # the run's artifact folder under the proxied root: <experiment>/<run>/artifacts
     logged_model_id: str
+    logged_model_dir: str  # the logged model's artifact folder: <experiment>/models/<model id>/artifacts
     model: str
     model_source: str
     version: str
@@ -153,9 +154,12 @@ def make_world(admin: Admin) -> World:
     artifact_dir = run["artifact_uri"].removeprefix("mlflow-artifacts:/").lstrip("/")
     admin.upload(f"{artifact_dir}/notes.txt")
     logged_model_id = admin.logged_model(experiment_id, run_id)
+    logged_model = admin.call("GET", f"/api/2.0/mlflow/logged-models/{logged_model_id}")["model"]["info"]
+    logged_model_dir = logged_model["artifact_uri"].removeprefix("mlflow-artifacts:/").lstrip("/")
+    admin.upload(f"{logged_model_dir}/MLmodel")
 
     model = admin.registered_model(f"matrix-model-{tag}")
-    world = World(experiment_id, experiment_name, run_id, artifact_dir, logged_model_id, model,
+    world = World(experiment_id, experiment_name, run_id, artifact_dir, logged_model_id, logged_model_dir, model,
                   f"{run['artifact_uri']}/model", "", "champion", 0, 0, usernames, tokens, bystander)
     world.version = admin.version(model, world)
     admin.call("POST", "/api/2.0/mlflow/registered-models/alias", {"name": model, "alias": world.alias,
@@ -472,6 +476,30 @@ def _get_artifact(route: str):
 
 def _public(path: str):
     return lambda c: Request(path)
+
+
+def _doomed_logged_model_file(c: Case) -> Request:
+    path = f"{c.w.logged_model_dir}/{unique('doomed')}.txt"
+    c.admin.upload(path)
+    return Request(f"{PREFIXES[0]}/artifacts/{path}", message=_proxied(art.DeleteArtifactRequest, path))
+
+
+def _new_logged_model_file(c: Case) -> Request:
+    path = f"{c.w.logged_model_dir}/{unique('up')}.txt"
+    return Request(f"{PREFIXES[0]}/artifacts/{path}", data=b"hello",
+                   message=art.UploadRequest(header=art.UploadHeader(target=MlflowArtifactsApi._target(path))))
+
+
+# The proxy's requests on the logged model's folder, inside the experiment's folder but outside every run's
+# (where the stock client puts a logged model's files): (verb, RPC) -> how to build the request.
+LOGGED_MODEL_ARTIFACTS = {
+    ("GET", "ListArtifacts"): lambda c: Request(f"{PREFIXES[0]}/artifacts", params={"path": c.w.logged_model_dir},
+                                                message=_proxied(art.ListArtifactsRequest, c.w.logged_model_dir)),
+    ("GET", "Download"): lambda c: Request(f"{PREFIXES[0]}/artifacts/{c.w.logged_model_dir}/MLmodel",
+                                           message=_proxied(art.DownloadRequest, f"{c.w.logged_model_dir}/MLmodel")),
+    ("PUT", "Upload"): _new_logged_model_file,
+    ("DELETE", "DeleteArtifact"): _doomed_logged_model_file,
+}
 
 
 # (verb, the route's canonical path) -> (the ArtifactService RPC it makes, or None for a public route; how to

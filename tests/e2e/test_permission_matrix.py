@@ -28,6 +28,7 @@ from permission_cases import (
     HIDDEN,
     IDENTITY,
     LEVELS,
+    LOGGED_MODEL_ARTIFACTS,
     OK,
     REGISTRY,
     RULES,
@@ -137,8 +138,25 @@ def test_rest_route(verb, path, user, world, admin, http, auth_server):
         rule = RULES[ARTIFACTS][rpc] if rpc else None
     outcome, need = expected(rpc, rule, message, user, service)
     answer = http.request(verb, auth_server["url"] + url, headers=case.headers(), timeout=30, **kwargs)
+    check_answer(answer, f"{verb} {url} as {user}", outcome, need, user, rpc, service, world)
+
+
+@pytest.mark.parametrize(("verb", "rpc", "user"), [(verb, rpc, user) for verb, rpc in LOGGED_MODEL_ARTIFACTS
+                                                   for user in USERS], ids=lambda value: value)
+def test_proxied_artifacts_of_a_logged_model(verb, rpc, user, world, admin, http, auth_server):
+    """The proxy's routes on a folder of the experiment outside every run (a logged model's) follow the
+    experiment, as inside a run's folder."""
+    request = LOGGED_MODEL_ARTIFACTS[verb, rpc](Case(world, admin, user))
+    outcome, need = expected(rpc, RULES[ARTIFACTS][rpc], request.message, user, ARTIFACTS)
+    answer = http.request(verb, auth_server["url"] + request.path, params=request.params, data=request.data,
+                          headers=Case(world, admin, user).headers(), timeout=30)
+    check_answer(answer, f"{verb} {request.path} as {user}", outcome, need, user, rpc, ARTIFACTS, world)
+
+
+def check_answer(answer, what: str, outcome: str, need, user: str, rpc: str, service: str, world) -> None:
+    """An HTTP answer is the outcome the rule requires, and never a 5xx."""
     TRIED["rest", outcome] += 1
-    said = f"{verb} {url} as {user}: {answer.status_code} {answer.text[:300]}"
+    said = f"{what}: {answer.status_code} {answer.text[:300]}"
     if answer.status_code >= 500:
         SERVER_FAILURES.append(said)
     assert answer.status_code < 500, said
@@ -220,12 +238,14 @@ def test_grpc_method(service, rpc, user, world, admin, channel):
 
 def test_the_matrix_covered_every_route_and_method(request):
     """Runs after the matrix (last in this module): every case was tried, none answered 5xx."""
-    selected = sum(1 for item in request.session.items if item.module is request.module
-                   and item.originalname in ("test_rest_route", "test_grpc_method"))
+    matrix = ("test_rest_route", "test_proxied_artifacts_of_a_logged_model", "test_grpc_method")
+    selected = sum(1 for item in request.session.items if item.module is request.module and item.originalname in matrix)
+    rest_cases = (len(ROUTES) + len(LOGGED_MODEL_ARTIFACTS)) * len(USERS)
     rest, grpc_ = (sum(n for (side, _), n in TRIED.items() if side == kind) for kind in ("rest", "grpc"))
-    print(f"\npermission matrix: {len(ROUTES)} routes x {len(USERS)} callers = {rest} REST cases, "
+    print(f"\npermission matrix: ({len(ROUTES)} routes + {len(LOGGED_MODEL_ARTIFACTS)} on a logged model's "
+          f"artifacts) x {len(USERS)} callers = {rest} REST cases, "
           f"{len(METHODS)} RPCs x {len(USERS)} callers = {grpc_} gRPC cases; outcomes {dict(TRIED)}; "
           f"{len(SERVER_FAILURES)} 5xx")
     assert not SERVER_FAILURES, SERVER_FAILURES
-    if selected == len(ROUTES) * len(USERS) + len(METHODS) * len(USERS):  # the whole matrix ran
-        assert rest == len(ROUTES) * len(USERS) and grpc_ == len(METHODS) * len(USERS)
+    if selected == rest_cases + len(METHODS) * len(USERS):  # the whole matrix ran
+        assert rest == rest_cases and grpc_ == len(METHODS) * len(USERS)
