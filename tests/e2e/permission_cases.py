@@ -359,6 +359,9 @@ BODIES = {
     "CreateAccessToken": lambda c: {"name": unique("tok"), "expires_in_seconds": 3600},
     "ListAccessTokens": lambda c: {},
     "RevokeAccessToken": lambda c: {"name": c.own_token()},
+    "CreateSession": lambda c: {"expires_in_seconds": 3600},
+    "EndSession": lambda c: {},
+    "ListResourcePermissions": lambda c: {"resource_type": "experiment", "resource_id": c.w.experiment_id},
 }
 
 # The identity service checks its callers itself (services/identity/servicer.py: MLflow's rules for users,
@@ -379,7 +382,14 @@ IDENTITY_ALLOWED = {
     # in the default workspace (the matrix's `none` holds one on another experiment), `denied` holds the matrix's.
     "GetRole": SIGNED_IN, "ListRolePermissions": SIGNED_IN,
     "CreateAccessToken": SIGNED_IN, "ListAccessTokens": SIGNED_IN, "RevokeAccessToken": SIGNED_IN,
+    # A session is opened with a password or an OIDC token, not with an access token (how the matrix signs in;
+    # POST /login opens one with a password); EndSession ends the session it is called with (REST_OWN_ERRORS).
+    "CreateSession": NOBODY, "EndSession": SIGNED_IN,
+    "ListResourcePermissions": frozenset({"manager"}),  # the grants on one resource: MANAGE on it
 }
+# What an allowed caller gets from a REST route that refuses the request for a reason of its own: EndSession
+# called with an access token rather than a session.
+REST_OWN_ERRORS = {"EndSession": 400}
 
 # Searches a reader finds the shared resource in (and `none` and `denied` must not): RPC -> the World field.
 SHOWS = {"SearchExperiments": "experiment_name", "SearchRuns": "run_id", "SearchRunsStream": "run_id",
@@ -434,7 +444,8 @@ class Request:
     params: dict | None = None
     data: bytes | None = None
     message: object = None
-
+    json: dict | None = None
+    statuses: frozenset = frozenset({200})  # of a public route
 
 def _proxied(message_cls, path: str, **fields):
     return message_cls(target=MlflowArtifactsApi._target(path), **fields)
@@ -474,8 +485,16 @@ def _get_artifact(route: str):
                              message=art.DownloadRequest(target=MlflowArtifactsApi._target("notes.txt", c.w.run_id)))
 
 
-def _public(path: str):
-    return lambda c: Request(path)
+def _public(path: str, *statuses: int):
+    return lambda c: Request(path, statuses=frozenset(statuses or {200}))
+
+
+def _sign_in(c: Case) -> Request:
+    """The UI's sign-in form (as JSON), with the user's password; anonymous with a wrong one."""
+    username = c.username or c.w.bystander
+    password = PASSWORD if c.username else "not the password!"
+    return Request("/login", json={"username": username, "password": password},
+                   statuses=frozenset({200 if c.username else 401}))
 
 
 def _doomed_logged_model_file(c: Case) -> Request:
@@ -512,6 +531,13 @@ HAND_WRITTEN = {
     ("GET", "/metrics"): (None, _public("/metrics")),
     ("GET", "/"): (None, _public("/")),
     ("GET", "/static/{path}"): (None, _public("/static/app.css")),  # a UI file
+    # Signing in and out: the credentials are in the form (or the session cookie), not in a header.
+    ("GET", "/login"): (None, _public("/login")),
+    ("POST", "/login"): (None, _sign_in),
+    ("POST", "/logout"): (None, _public("/logout")),  # without a session: a 303 to the sign-in page
+    # The server has no OIDC issuer: single sign-on is not set up.
+    ("GET", "/oidc/login"): (None, _public("/oidc/login", 404)),
+    ("GET", "/oidc/callback"): (None, _public("/oidc/callback", 404)),
 }
 
 
