@@ -106,3 +106,19 @@ def test_every_rest_route_of_the_gateway_is_an_rpc_with_a_rule_or_classified():
     assert not unclassified, f"gateway routes neither derived from an RPC nor classified in HAND_WRITTEN_ROUTES: {unclassified}"
     assert not unruled, f"gateway routes calling RPCs without an access rule: {unruled}"
     assert len(derived) > 100  # the walk sees the derived routes
+
+
+def test_a_proxied_target_follows_the_run_or_experiment_its_whole_key_names():
+    from services.artifacts.access import target_resources
+
+    def named(root_uri, path):
+        return list(target_resources(artifacts_pb2.ListArtifactsRequest(
+            target=artifacts_pb2.ArtifactTarget(root_uri=root_uri, path=path))))
+
+    run = "a" * 32
+    # The gateway's proxy names the bare root; the path says where (a logged model's folder is outside every run).
+    assert named("mlgrid-artifacts:/", f"7/{run}/artifacts/x.txt") == [("run", run)]
+    assert named("mlgrid-artifacts:/", "7/models/m-1/artifacts/MLmodel") == [("experiment", "7")]
+    assert named("mlgrid-artifacts:/7/models", "m-1/artifacts") == [("experiment", "7")]
+    assert named("mlgrid-artifacts:/", "elsewhere/x") == [("admin_only", "elsewhere/x")]
+    assert named("mlgrid-artifacts:/", "") == [("admin_only", "the artifact root")]
