@@ -90,9 +90,10 @@ class LocalAuthority:
         await self.store.grant_creator(identity, resource_type, resource_id)
         self._permissions.put((identity.user_id, resource_type, resource_id), Permission.MANAGE)
 
-    def forget(self) -> None:
-        """Drop everything cached: after a change made through this process (a grant, a revoked token)."""
-        for cache in (self._identities, self._permissions, self._resolved):
+    def forget(self, credentials: bool = True) -> None:
+        """Drop what is cached after a change made through this process: the permissions looked up (a grant
+        changed), and the verified credentials too (a revoked token, a changed password): those cost a hash."""
+        for cache in (self._identities, self._permissions, self._resolved) if credentials else (self._permissions, self._resolved):
             cache.clear()
 
 

@@ -32,9 +32,9 @@ async def open_identity_store(engine: AsyncEngine, config: AuthConfig) -> Identi
 
 
 def identity_service(store: IdentityStore, auth_enabled: bool, gate: Gate | None = None,
-                     changed: Callable[[], None] | None = None) -> Service:
+                     changed: Callable[[bool], None] | None = None) -> Service:
     """The service on `store`; the engine is closed by its owner (the tracking store). `changed`: called after
-    each change of users, grants or tokens."""
+    each change of users, grants or tokens (True when credentials changed too)."""
     servicer = IdentityServicer(store, auth_enabled, changed)
     return Service(SERVICE_NAME, lambda server: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server),
                    gate=gate)

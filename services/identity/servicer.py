@@ -59,23 +59,24 @@ def denied(what: str) -> PermissionDenied:
     return PermissionDenied(f"Permission denied: {what}")
 
 
-# The methods after which what a process has cached of users, grants and tokens may be stale.
-CHANGING = (
-    "CreateUser", "UpdateUserPassword", "UpdateUserAdmin", "DeleteUser", "GrantUserPermission", "RevokeUserPermission",
-    "CreateRole", "UpdateRole", "DeleteRole", "AddRolePermission", "RemoveRolePermission", "UpdateRolePermission",
-    "AssignRole", "UnassignRole", "RevokeAccessToken", "EndSession",
-)
+# The methods after which what a process has cached may be stale: the verified credentials too (True), or
+# only the permissions looked up (False).
+CHANGING = {
+    "UpdateUserPassword": True, "UpdateUserAdmin": True, "DeleteUser": True, "RevokeAccessToken": True, "EndSession": True,
+    **dict.fromkeys(("GrantUserPermission", "RevokeUserPermission", "DeleteRole", "AddRolePermission",
+                     "RemoveRolePermission", "UpdateRolePermission", "AssignRole", "UnassignRole"), False),
+}
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, store: IdentityStore, auth_enabled: bool, changed: Callable[[], None] | None = None):
-        """`changed`: called after each change (CHANGING), e.g. to drop this process's caches at once rather
+    def __init__(self, store: IdentityStore, auth_enabled: bool, changed: Callable[[bool], None] | None = None):
+        """`changed(credentials)`: called after each change (CHANGING), e.g. to drop this process's caches at once rather
         than when they expire."""
         self.store = store
         self.auth_enabled = auth_enabled
         if changed is not None:
-            for name in CHANGING:
-                setattr(self, name, _then(getattr(self, name), changed))
+            for name, credentials in CHANGING.items():
+                setattr(self, name, _then(getattr(self, name), changed, credentials))
 
     # ------------------------------------------------------------ who calls
 
@@ -381,10 +382,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                                       username=who.username, is_admin=who.is_admin)
 
 
-def _then(method, changed: Callable[[], None]):
+def _then(method, changed: Callable[[bool], None], credentials: bool):
     async def call(request, context):
         response = await method(request, context)
-        changed()
+        changed(credentials)
         return response
 
     return call

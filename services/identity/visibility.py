@@ -30,7 +30,7 @@ class Visibility:
     def forget(self) -> None:
         """After grants changed here (a model renamed or deleted): nothing cached of them is used again."""
         if self.authority is not None:
-            self.authority.forget()
+            self.authority.forget(credentials=False)
 
 
 OPEN = Visibility()
