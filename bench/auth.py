@@ -29,7 +29,7 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import bulk_seed_runs, fresh_database, latencies_ms, start_server, start_tracking
-from gateway import closed_loop
+from gateway import analyze, closed_loop
 from tracking import bench_search, bench_streaming_ingest, bench_unary_log_metric
 
 import mlgrid
@@ -107,6 +107,7 @@ def main() -> None:
         hidden = clients["off"].create_experiment(f"auth-hidden-{uuid.uuid4().hex[:8]}")  # the bench user may not read it
         for experiment in [*experiments.values(), hidden]:
             asyncio.run(bulk_seed_runs(db_url, int(experiment), 10_000, params=5, metrics=5))
+        asyncio.run(analyze(db_url))  # statistics, as a database in use has them
         for _ in range(args.rounds):
             for mode, client in clients.items():
                 run_id = client.create_run(experiments[mode]).info.run_id
