@@ -122,3 +122,19 @@ def test_a_proxied_target_follows_the_run_or_experiment_its_whole_key_names():
     assert named("mlgrid-artifacts:/7/models", "m-1/artifacts") == [("experiment", "7")]
     assert named("mlgrid-artifacts:/", "elsewhere/x") == [("admin_only", "elsewhere/x")]
     assert named("mlgrid-artifacts:/", "") == [("admin_only", "the artifact root")]
+
+
+# Serving's HTTP routes that are not one of its RPCs (services/serving/access.py HTTP_RPCS): probes, the
+# server's metadata and /metrics, public as their gRPC twins are.
+SERVING_PUBLIC_HANDLERS = {"live", "ready", "server_metadata", "model_ready", "ping", "version", "metrics"}
+
+
+def test_every_http_route_of_serving_is_an_rpc_with_a_rule_or_public():
+    from services.serving.access import HTTP_RPCS
+    from services.serving.rest import RestApi
+
+    app = RestApi(plane=None, default_model=None, max_body_bytes=1024).app
+    handlers = {route.handler.__name__ for route in app.router.routes() if route.method != "HEAD"}
+    assert handlers - HTTP_RPCS.keys() - SERVING_PUBLIC_HANDLERS == set(), "unclassified serving routes"
+    assert {HTTP_RPCS[h] for h in handlers & HTTP_RPCS.keys()} <= SERVING_RULES.keys()
+    assert all(not SERVING_RULES[rpc].public for rpc in HTTP_RPCS.values())
