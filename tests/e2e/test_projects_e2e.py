@@ -184,10 +184,17 @@ def test_git_projects_with_subdir_and_version(server, client, git_repo, capfd):
         projects.run(str(git_repo / "sub"), "version.py", version="v1", tracking_uri=server["uri"])
 
 
-def test_sigint_stops_the_command_and_marks_the_run_killed(server, client):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Started with SIGINT ignored too, as a shell script starts a job in the background: the command it runs must
+# still stop when mlgrid run forwards it the signal.
+@pytest.mark.parametrize("started", [None, _ignore_sigint], ids=["foreground", "sigint-ignored"])
+def test_sigint_stops_the_command_and_marks_the_run_killed(server, client, started):
     process = subprocess.Popen(
         [sys.executable, "-m", "mlgrid.cli.main", "run", TYPED, "-e", "sleep"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "MLGRID_TRACKING_URI": server["uri"]},
+        text=True, env={**os.environ, "MLGRID_TRACKING_URI": server["uri"]}, preexec_fn=started,
     )
     assert process.stdout.readline() == "sleeping\n"
     process.send_signal(signal.SIGINT)

@@ -70,13 +70,32 @@ class SubmittedRun:
                 signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def _children_take_stop_signals():
+    """A child inherits the signals its parent ignores (a job a shell script starts in the background ignores
+    SIGINT), and would then ignore the one forwarded to stop it; a signal caught here is at its default in a
+    child started meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ignored = [signum for signum in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(signum) == signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, lambda *_: None)
+    try:
+        yield
+    finally:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 class LocalSubmittedRun(SubmittedRun):
     """The command as a child process in a process group of its own, its output going straight to the terminal."""
 
     def __init__(self, run_id: str, client: MlgridClient, argv: list[str], env: dict[str, str], cwd: str,
                  cleanup: Callable[[], None] = lambda: None):
         super().__init__(run_id, client, cleanup)
-        self.process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+        with _children_take_stop_signals():
+            self.process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
         self._signalled = False
 
     def _wait_succeeded(self) -> bool:
