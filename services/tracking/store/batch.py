@@ -36,7 +36,11 @@ def prepare(series, param_list, tag_list) -> PreparedBatch:
             raise InvalidArgument(f"param {p.key!r} appears twice in the batch with different values")
     for t in tag_list:
         batch.tags[validation.key("tag", t.key)] = validation.tag_value(t.key, t.value)
-    for key, steps, timestamps, values in _one_series_per_key(series):
+    # Every write of a batch upserts its rows in key order, so that concurrent batches to one run take their
+    # row locks in the same order and cannot deadlock.
+    batch.params = dict(sorted(batch.params.items()))
+    batch.tags = dict(sorted(batch.tags.items()))
+    for key, steps, timestamps, values in sorted(_one_series_per_key(series), key=lambda s: s[0]):
         validation.key("metric", key)
         step_data, timestamp_data, value_data = metric_codec.pack(steps, timestamps, values)
         batch.chunks.append((key, len(values), step_data, timestamp_data, value_data))

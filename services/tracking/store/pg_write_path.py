@@ -6,6 +6,7 @@ Measured before this module: unary LogMetric 256 calls/s through the ORM path
 """
 import asyncio
 import math
+import random
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -47,7 +48,11 @@ _RUN_DATA = """
 SELECT run_uuid, string_agg(encoded, ''::bytea) FROM {table} WHERE run_uuid = ANY($1::text[]) GROUP BY run_uuid
 """
 
+DEADLOCK_ATTEMPTS = 4
 _RUN_STAGE = "SELECT lifecycle_stage FROM runs WHERE run_uuid = $1 FOR SHARE"
+# A batch that renames the run takes the lock the rename needs at once: two batches holding the row FOR SHARE
+# and then both updating it would deadlock.
+_RUN_STAGE_TO_RENAME = "SELECT lifecycle_stage FROM runs WHERE run_uuid = $1 FOR NO KEY UPDATE"
 _BATCH_ID = "INSERT INTO ingest_batches (batch_id, run_uuid, created_time) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
 _EXISTING_PARAMS = "SELECT key, value FROM params WHERE run_uuid = $1 AND key = ANY($2::text[])"
 _INSERT_PARAMS = """
@@ -126,8 +131,24 @@ class PgWritePath(WritePath):
     async def store_batch(
         self, run_id: str, request_id: str, prepared: PreparedBatch, model_metrics: Sequence[pb.Metric] = ()
     ) -> bool:
+        # Batches lock in one order (keys sorted, the run first) and should not deadlock; should PostgreSQL still
+        # pick this one as a deadlock's victim, it was rolled back whole and is tried again.
+        attempt = 1
+        while True:
+            try:
+                return await self._store_batch(run_id, request_id, prepared, model_metrics)
+            except (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError):
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+                attempt += 1
+
+    async def _store_batch(
+        self, run_id: str, request_id: str, prepared: PreparedBatch, model_metrics: Sequence[pb.Metric]
+    ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            require_active(run_id, await conn.fetchval(_RUN_STAGE, run_id))
+            lock = _RUN_STAGE_TO_RENAME if RUN_NAME_TAG in prepared.tags else _RUN_STAGE
+            require_active(run_id, await conn.fetchval(lock, run_id))
             if request_id and await conn.execute(_BATCH_ID, request_id, run_id, now_ms()) == "INSERT 0 0":
                 return False
             if prepared.params:
