@@ -4,6 +4,8 @@ Handlers raise these; servicers never build statuses themselves: the interceptor
 (services.common.interceptors) ends a call that raised one with its code and message, and
 services.common.status maps the same codes to HTTP statuses and MLflow's error codes.
 """
+from collections.abc import Callable
+
 import grpc
 
 
@@ -66,3 +68,25 @@ def from_status(code: grpc.StatusCode, message: str) -> MlgridError:
         if kind.code == code:
             return kind(message)
     return MlgridError(message)
+
+
+# What makes an unexpected exception an outage of something a service depends on (a database that is down or
+# restarting): such a call ends UNAVAILABLE, which clients retry, not INTERNAL. services.db registers the
+# database drivers' errors; a refused or reset connection is one anywhere.
+_OUTAGE_CHECKS: list[Callable[[BaseException], bool]] = []
+
+
+def register_outage_check(check: Callable[[BaseException], bool]) -> None:
+    if check not in _OUTAGE_CHECKS:
+        _OUTAGE_CHECKS.append(check)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says a dependency does not answer."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (ConnectionError, TimeoutError)) or any(check(error) for check in _OUTAGE_CHECKS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import grpc
 
-from services.common.errors import MlgridError
+from services.common.errors import MlgridError, is_outage
 from services.common.metrics import MethodStats
 
 log = logging.getLogger("mlgrid.errors")
@@ -245,6 +245,11 @@ async def _abort(context, error: Exception, method: str) -> None:
     """End the call with the status of `error`, raised by `method` (its full path, /package.Service/Method)."""
     if isinstance(error, MlgridError):
         await context.abort(error.code, error.message)
+    if is_outage(error):
+        log.warning("%s: a dependency does not answer: %s: %s", method, type(error).__name__, error)
+        name = method.rpartition("/")[2]
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{name} could not reach the database ({type(error).__name__}); "
+                                                         "it is restarting or unreachable: try again shortly")
     log.error("%s failed", method, exc_info=error)
     name = method.rpartition("/")[2]
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name} ({type(error).__name__}); see the server log")

@@ -1,10 +1,14 @@
 """Async SQLAlchemy engines for the stores: SQLite (aiosqlite) and PostgreSQL (asyncpg); and the upsert,
 the one statement whose form differs between them."""
+import asyncpg
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.common.errors import register_outage_check
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
@@ -43,3 +47,25 @@ def _sqlite_pragmas(dbapi_connection, _record):
 def dialect_insert(bind: AsyncEngine | AsyncConnection):
     """The INSERT of the engine's (or connection's) dialect: both have ON CONFLICT (upserts), each its own."""
     return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+
+
+# The database is down, restarting or in recovery, or refuses more connections: each call fails UNAVAILABLE
+# until it is back, and the pools reconnect by themselves.
+_ASYNCPG_OUTAGES = (
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: the connection failed, or does not exist any more
+    asyncpg.exceptions.CannotConnectNowError,  # starting up or in recovery
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    if isinstance(error, (*_ASYNCPG_OUTAGES, sa_exc.TimeoutError)):  # TimeoutError: no pooled connection in time
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(error)
+
+
+register_outage_check(is_database_outage)

@@ -55,9 +55,15 @@ def mlflow_error(error_code: str, message: str, status: int) -> web.Response:
 
 
 def status_error(code: grpc.StatusCode, message: str) -> web.Response:
-    """The MLflow error answer for a gRPC status."""
+    """The MLflow error answer for a gRPC status; a 503 says when to try again (Retry-After, seconds)."""
     status, error_code = rest_error(code)
-    return mlflow_error(error_code, message, status)
+    response = mlflow_error(error_code, message, status)
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+RETRY_AFTER_SECONDS = "1"
 
 
 def challenge(path: str) -> str:

@@ -67,13 +67,20 @@ async def error_middleware(request: web.Request, handler):
         response.headers["WWW-Authenticate"] = 'Basic realm="mlgrid", charset="UTF-8"'
         return response
     except MlgridError as error:
-        if request.path != INVOCATIONS:
-            return _json({"error": error.message}, rest_error(error.code).http_status)
-        if isinstance(error, InvalidArgument):
-            status, body, media_type = mlflow_scoring.error_response(error)
-            return web.Response(body=body, status=status, content_type=media_type)
-        status, error_code = rest_error(error.code)
-        return web.Response(body=mlflow_scoring.error_body(error_code, error.message), status=status, content_type=JSON)
+        response = _error_answer(request, error)
+        if response.status == 503:  # a dependency (the identity service) does not answer: soon again
+            response.headers["Retry-After"] = "1"
+        return response
+
+
+def _error_answer(request: web.Request, error: MlgridError) -> web.Response:
+    if request.path != INVOCATIONS:
+        return _json({"error": error.message}, rest_error(error.code).http_status)
+    if isinstance(error, InvalidArgument):
+        status, body, media_type = mlflow_scoring.error_response(error)
+        return web.Response(body=body, status=status, content_type=media_type)
+    status, error_code = rest_error(error.code)
+    return web.Response(body=mlflow_scoring.error_body(error_code, error.message), status=status, content_type=JSON)
 
 
 def _predictions(prediction: Prediction):
