@@ -1,6 +1,8 @@
 """Schema migrations on SQLite and on a real PostgreSQL: data written under an
 older revision reads back the same after `mlgrid db upgrade`."""
+import asyncio
 import math
+import sys
 import uuid
 
 import asyncpg
@@ -126,3 +128,28 @@ async def test_head_is_0006_and_its_identity_tables_take_rows_and_go_back_down(e
 
 def downgrade(uri: str, revision: str) -> None:
     command.downgrade(alembic_config(uri), revision)
+
+
+async def test_several_starters_on_an_empty_database_migrate_it_once(pg_url):
+    """The chart's migration Job and servers starting at once on an empty database (issue 16): one migrates,
+    the others wait for it and find the schema current; all of them then serve."""
+    name = f"mlgrid_race_{uuid.uuid4().hex[:12]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    uri = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        starters = [await asyncio.create_subprocess_exec(sys.executable, "-m", "mlgrid.cli.main", "db", "upgrade", uri,
+                                                         stderr=asyncio.subprocess.PIPE) for _ in range(4)]
+        for starter in starters:
+            _, stderr = await starter.communicate()
+            assert starter.returncode == 0, stderr.decode()[-2000:]
+        database = await asyncpg.connect(make_url(admin).set(database=name).render_as_string(hide_password=False))
+        try:
+            assert await database.fetchval("SELECT version_num FROM alembic_version") == head_revision()
+            assert await database.fetchval("SELECT count(*) FROM alembic_version") == 1
+        finally:
+            await database.close()
+    finally:
+        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await conn.close()
