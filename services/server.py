@@ -70,8 +70,9 @@ def run(
         except BaseException:
             await store.close()
             raise
-        grace = ServerConfig.from_env().shutdown_grace_seconds  # MLGRID_SHUTDOWN_GRACE_SECONDS
-        await run_until_stopped(services, host, grpc_port, 0, grace, http_port=http_port, http_app=rest_app)
+        shutdown = ServerConfig.from_env()  # MLGRID_SHUTDOWN_GRACE_SECONDS, MLGRID_SHUTDOWN_DRAIN_SECONDS
+        await run_until_stopped(services, host, grpc_port, 0, shutdown.shutdown_grace_seconds, http_port=http_port,
+                                http_app=rest_app, drain_seconds=shutdown.shutdown_drain_seconds)
 
     def rest_app(bound_grpc_port: int):
         loopback = f"{local_address(host)}:{bound_grpc_port}"

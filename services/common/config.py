@@ -112,7 +112,10 @@ class ServerConfig(Settings):
     metrics_port: int = 9090
     """Prometheus `/metrics` port (`0` disables it)"""
     shutdown_grace_seconds: Duration = 30.0
-    """how long in-flight calls may run after SIGTERM"""
+    """how long in-flight calls may run after SIGTERM (and the drain)"""
+    shutdown_drain_seconds: Duration = 0.0
+    """after SIGTERM, how long the service keeps taking new calls while its health says NOT_SERVING, for load
+    balancers and Kubernetes' endpoints to stop sending it any (the chart sets 5)"""
     startup_wait_seconds: Duration = 0.0
     """`python -m services.<name>`: how long to keep retrying at start while the database is unreachable or not
     yet migrated, or the bucket missing (`0`: exit at once, saying why)"""

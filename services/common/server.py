@@ -102,8 +102,10 @@ async def announce(services: list[Service], health_servicer: health.aio.HealthSe
 async def run_until_stopped(
     services: list[Service], host: str, grpc_port: int, metrics_port: int, grace_seconds: float,
     http_port: int = 0, http_app: Callable[[int], web.Application] | None = None, http_host: str | None = None,
+    drain_seconds: float = 0.0,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain: health goes NOT_SERVING, in-flight calls finish, stores close.
+    """Serve until SIGTERM/SIGINT, then drain: health goes NOT_SERVING, new calls are still taken for
+    `drain_seconds`, in-flight calls finish, stores close.
     `http_app`, given the bound gRPC port once it listens, makes the app served on `http_port` (stopped first);
     it and the metrics listen on `http_host` (default: `host`)."""
     http_host = http_host or host
@@ -125,8 +127,11 @@ async def run_until_stopped(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: finishing in-flight calls (up to %.0fs)", grace_seconds)
     await health_servicer.enter_graceful_shutdown()
+    if drain_seconds:
+        log.info("stopping: NOT_SERVING, still taking calls for %.0fs (MLGRID_SHUTDOWN_DRAIN_SECONDS)", drain_seconds)
+        await asyncio.sleep(drain_seconds)
+    log.info("stopping: finishing in-flight calls (up to %.0fs)", grace_seconds)
     for service in services:
         if service.stopping:
             service.stopping()
@@ -168,7 +173,8 @@ def serve_alone(
         server = ServerConfig.from_env(grpc_port=default_grpc_port)
         built = await build_when_ready(build, server.startup_wait_seconds)
         services = built if isinstance(built, list) else [built]
-        await run_until_stopped(services, server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds)
+        await run_until_stopped(services, server.host, server.grpc_port, server.metrics_port, server.shutdown_grace_seconds,
+                                drain_seconds=server.shutdown_drain_seconds)
 
     try:
         run_event_loop(main())

@@ -40,6 +40,7 @@ async def main() -> None:
         await run_until_stopped(
             services, grpc_host, grpc_port, server.metrics_port, server.shutdown_grace_seconds,
             http_port=config.http_port, http_app=lambda bound: RestGateway(routed, config, auth).app, http_host=server.host,
+            drain_seconds=server.shutdown_drain_seconds,
         )
     finally:
         if data_plane is not None:

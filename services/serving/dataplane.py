@@ -36,12 +36,13 @@ def server_version() -> str:
 class DataPlane:
     def __init__(self, repository: ModelRepository):
         self.repository = repository
+        self.draining = False  # stopping: not ready, though still answering (MLGRID_SHUTDOWN_DRAIN_SECONDS)
 
     def live(self) -> bool:
         return True
 
     def ready(self) -> bool:
-        return self.repository.ready
+        return self.repository.ready and not self.draining
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:

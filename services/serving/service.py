@@ -77,6 +77,13 @@ class ServingServer:
                  ", ".join(self.repository.models), host, bound, host, self.config.http_port)
         return bound
 
+    async def drain(self, seconds: float) -> None:
+        """Not ready (gRPC health and /v2/health/ready), while still answering, for `seconds`."""
+        log.info("stopping: not ready, still answering for %.0fs (MLGRID_SHUTDOWN_DRAIN_SECONDS)", seconds)
+        self.plane.draining = True
+        await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(seconds)
+
     async def stop(self, grace_seconds: float) -> None:
         await self._health.enter_graceful_shutdown()
         await self._http.shutdown()
@@ -100,6 +107,8 @@ async def serve(specs: list[ModelSpec], config: ServingConfig, server: ServerCon
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if server.shutdown_drain_seconds:
+        await serving.drain(server.shutdown_drain_seconds)
     log.info("stopping: finishing in-flight requests (up to %.0fs)", server.shutdown_grace_seconds)
     try:
         await asyncio.wait_for(serving.stop(server.shutdown_grace_seconds), server.shutdown_grace_seconds + STOP_MARGIN_S)

@@ -66,8 +66,9 @@ spec:
       automountServiceAccountToken: false
       securityContext:
         {{- toYaml $ctx.Values.podSecurityContext | nindent 8 }}
-      # SIGTERM: health turns NOT_SERVING and in-flight calls get MLGRID_SHUTDOWN_GRACE_SECONDS to finish.
-      terminationGracePeriodSeconds: {{ add $ctx.Values.config.shutdownGraceSeconds $c.stopMarginSeconds }}
+      # SIGTERM: health turns NOT_SERVING, new calls are still taken for MLGRID_SHUTDOWN_DRAIN_SECONDS (while the
+      # endpoints drop the pod), then in-flight calls get MLGRID_SHUTDOWN_GRACE_SECONDS to finish.
+      terminationGracePeriodSeconds: {{ add $ctx.Values.config.shutdownGraceSeconds $ctx.Values.config.shutdownDrainSeconds $c.stopMarginSeconds }}
       {{- with $c.priorityClassName }}
       priorityClassName: {{ . }}
       {{- end }}
@@ -218,6 +219,7 @@ MLGRID_GRPC_PORT: {{ $c.grpcPort | quote }}
 MLGRID_METRICS_PORT: {{ $c.metricsPort | quote }}
 {{- end }}
 MLGRID_SHUTDOWN_GRACE_SECONDS: {{ .ctx.Values.config.shutdownGraceSeconds | quote }}
+MLGRID_SHUTDOWN_DRAIN_SECONDS: {{ .ctx.Values.config.shutdownDrainSeconds | quote }}
 {{- if has .component (list "tracking" "registry" "artifacts") }}
 MLGRID_STARTUP_WAIT_SECONDS: {{ .ctx.Values.config.startupWaitSeconds | quote }}
 {{- end }}
