@@ -35,6 +35,7 @@ from urllib.parse import urlparse, urlunparse
 import grpc
 
 from mlgrid import _direct_io, _wire
+from mlgrid._retry import retry_delays
 from mlgrid.entities import FileInfo
 from mlgrid.exceptions import MlgridException
 from mlgrid.v1 import artifacts_pb2 as pb
@@ -48,7 +49,6 @@ HTTP_BLOCK = 1024 * 1024
 HTTP_TIMEOUT_S = 300
 UNARY_TIMEOUT_S = 120
 LIST_PAGE = 1000
-RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)
 PROXIED_SCHEMES = ("mlgrid-artifacts", "mlflow-artifacts")
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved, from any thread
@@ -358,7 +358,7 @@ class ArtifactClient:
             "Content-MD5": base64.b64encode(md5.digest()).decode(),
             "Content-Type": "application/octet-stream",
         }
-        for delay in (*RETRY_DELAYS, None):
+        for delay in (*retry_delays(), None):
             try:
                 with open(local_path, "rb") as f:
                     f.seek(part.offset)
@@ -469,7 +469,7 @@ class ArtifactClient:
         """Hand the file's chunks to `writer`, resuming after the bytes received when the connection
         drops; returns the (size, sha256) the service announced."""
         expected = None
-        delays = iter(RETRY_DELAYS)
+        delays = iter(retry_delays())
         while True:
             try:
                 for raw in self._download(pb.DownloadRequest(target=target, offset=writer.received)):
@@ -498,7 +498,7 @@ class ArtifactClient:
         """Hand the file to `writer` from a presigned URL of the store, resuming with a Range request
         when the connection drops; returns the (size, sha256) the service announced."""
         located = self._unary(self._stub.GetDownloadUrl, pb.GetDownloadUrlRequest(target=target))
-        for delay in (*RETRY_DELAYS, None):
+        for delay in (*retry_delays(), None):
             try:
                 received = writer.received
                 connection, response = _http("GET", located.url, headers={"Range": f"bytes={received}-"} if received else {})

@@ -16,15 +16,26 @@ import grpc
 
 from mlgrid._artifact_transfer import ArtifactClient, ArtifactRoot
 from mlgrid._credentials import Credentials, open_channel
+from mlgrid._retry import retry_delays
 from mlgrid.entities import (
-    DatasetInput, Experiment, FileInfo, LoggedModel, Metric, MetricHistory, PagedList, Param, Run, RunStatus, RunTag,
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    LoggedModel,
+    Metric,
+    MetricHistory,
+    PagedList,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
     ViewType,
 )
 from mlgrid.exceptions import MlgridException
 from mlgrid.identity import IdentityClient
 from mlgrid.registry import RegistryMethods
-from mlgrid.v1 import tracking_pb2 as pb
 from mlgrid.v1 import registry_pb2_grpc, tracking_pb2_grpc
+from mlgrid.v1 import tracking_pb2 as pb
 
 TRACKING_URI_ENV = "MLGRID_TRACKING_URI"
 DEFAULT_TRACKING_URI = "grpc://127.0.0.1:50051"
@@ -42,8 +53,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 UNARY_TIMEOUT_S = 120
-# Waits before each retry of an idempotent call refused with UNAVAILABLE.
-RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)
 # LogBatch limits of the server (MLflow's); log_batch splits larger batches.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -150,7 +159,7 @@ class MlgridClient(RegistryMethods):
 
     def _call(self, attempt: Callable[[], T], idempotent: bool) -> T:
         """Run one call; retry an idempotent one while the server is UNAVAILABLE."""
-        delays = RETRY_DELAYS if idempotent else ()
+        delays = retry_delays() if idempotent else ()
         for retry_delay in (*delays, None):
             try:
                 return attempt()
@@ -310,7 +319,7 @@ class MlgridClient(RegistryMethods):
         travels and you consume it. A dropped connection resumes after the last page received."""
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
-        token, delays = "", iter(RETRY_DELAYS)
+        token, delays = "", iter(retry_delays())
         while True:
             request = pb.SearchRunsRequest(
                 experiment_ids=[str(e) for e in experiment_ids], filter=filter_string or "",

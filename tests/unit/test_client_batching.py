@@ -6,7 +6,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-import mlgrid.client as client_module
+from mlgrid import _retry as retry
 from mlgrid._batching import MetricBatcher
 from mlgrid.client import MlgridClient
 from mlgrid.exceptions import MlgridException
@@ -279,7 +279,8 @@ def serve():
 
 
 def test_retry_after_unavailable_resends_the_same_batches_and_stores_each_once(serve, make_batcher, monkeypatch):
-    monkeypatch.setattr(client_module, "RETRY_DELAYS", (0.01,) * 5)
+    monkeypatch.setattr(retry, "FIRST_DELAY", 0.01)
+    monkeypatch.setenv(retry.RETRY_SECONDS_ENV, "0.31")  # 0.01, 0.02, 0.04, 0.08, 0.16
     servicer = DedupingIngestServicer(unavailable_after=2)
     batcher = make_batcher(serve(servicer), max_points_per_message=100)
     expected = {run_id: [(step, 1000 + step, step / 10) for step in range(500)] for run_id in (RUN_A, RUN_B)}

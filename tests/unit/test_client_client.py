@@ -5,6 +5,7 @@ import grpc
 import pytest
 
 import mlgrid.client as client_module
+from mlgrid._retry import RETRY_SECONDS_ENV, retry_delays
 from mlgrid.client import MlgridClient, grpc_target
 from mlgrid.entities import Metric, Param, RunTag
 from mlgrid.exceptions import MlgridException
@@ -120,11 +121,24 @@ def test_idempotent_call_retried_with_growing_backoff(sleeps):
     assert client.get_run("a" * 32).info.run_id == "a" * 32
     assert len(client._stub.requests["GetRun"]) == 3
     assert len(sleeps) == 2 and sleeps[0] < sleeps[1]
-    assert all(base <= slept <= 1.5 * base for base, slept in zip(client_module.RETRY_DELAYS, sleeps))
+    assert all(base <= slept <= 1.5 * base for base, slept in zip(retry_delays(), sleeps))
 
 
-def test_retries_give_up_with_unavailable(sleeps):
-    attempts = len(client_module.RETRY_DELAYS) + 1
+def test_the_retry_window_is_five_minutes_unless_set(monkeypatch):
+    monkeypatch.delenv(RETRY_SECONDS_ENV, raising=False)
+    assert 290 <= sum(retry_delays()) <= 300 and max(retry_delays()) == 10.0
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "3.1")
+    assert retry_delays() == (0.1, 0.2, 0.4, 0.8, 1.6)
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0")
+    assert retry_delays() == ()
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "soon")
+    with pytest.raises(MlgridException, match="MLGRID_CLIENT_RETRY_SECONDS"):
+        retry_delays()
+
+
+def test_retries_give_up_with_unavailable(sleeps, monkeypatch):
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "3.1")
+    attempts = len(retry_delays()) + 1
     client = client_with(SetTag=[FakeRpcError(UNAVAILABLE, "connection refused")] * attempts)
     with pytest.raises(MlgridException) as err:
         client.set_tag("a" * 32, "k", "v")
@@ -309,7 +323,7 @@ def test_metric_history_bulk_groups_pages_by_run_in_requests_of_100():
 
 
 def test_unreachable_server_is_unavailable(monkeypatch):
-    monkeypatch.setattr(client_module, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.1")  # one retry
     with pytest.raises(MlgridException) as err:
         MlgridClient("grpc://127.0.0.1:1").get_experiment("0")  # nothing listens on port 1
     assert err.value.code == UNAVAILABLE
